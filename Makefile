@@ -1,0 +1,41 @@
+# codette_np: every job runs in a local virtual environment (.venv).
+PY ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+SIZE ?= micro
+
+.PHONY: install train test test-asan bench clean
+
+# install: create .venv and install the package (C kernels built by cffi) with its test tools
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h csrc/*.py)
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q -e ".[test]"
+	$(VPY) -c "import codette_np.backend as b; print('codette_np kernels:', b.available())"
+	touch $@
+
+# train: generate the built-in data, train a tokenizer and the $(SIZE) model, evaluate, export GGUF
+train: install
+	$(VPY) -m codette_np.train --size $(SIZE) --out runs/$(SIZE)
+
+# test: the whole test suite
+test: install
+	$(VPY) -m pytest -q
+
+# test-asan: rebuild the C kernels with AddressSanitizer + UBSan and run the kernel tests
+test-asan: install
+	CODETTE_SANITIZE=1 $(VPY) -m pip install -q --no-build-isolation --no-deps -e .
+	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+		$(VPY) -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_optim.py
+	$(VPY) -m pip install -q --no-build-isolation --no-deps -e .
+
+# bench: kernel and training-step benchmarks, side by side per backend (BLAS pinned as the notes say)
+bench: install
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(VPY) -m pytest benchmarks -q --benchmark-only \
+		--benchmark-columns=median,iqr,rounds --benchmark-sort=name -p no:randomly
+
+# clean: remove build products, caches and the virtual environment
+clean:
+	rm -rf $(VENV) build *.egg-info codette_np/_ckernels.* .pytest_cache .benchmarks .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,238 @@
+"""NumPy reference kernels: the living specification and the oracle.
+
+Every op of the model as a pair of plain functions, dtype-generic (float64
+runs are the oracle every other backend is checked against). The C and
+Numba backends export the same names with the same argument order.
+
+Argument order: outputs, then inputs, then weights, then sizes/scalars.
+
+Dimensions: B batch, T time, C d_model, NH heads, hs head_dim (C = NH*hs),
+F d_ff, V vocab, N = B*T rows. Activations are row-major (N, C) buffers;
+q/k/v are (B, T, NH, hs) views that may be strided (they live side by side
+in one (N, 3C) buffer).
+
+THE GRADIENT RULE: backward kernels WRITE (=) every gradient they output,
+activations and parameters alike. Where a tensor gets several contributions
+the model sums them explicitly: the residual stream with
+`residual_backward` (dst += src), the tied embedding by having
+`embedding_backward` scatter-ADD into the head's gradient (a scatter is the
+one kernel that adds, since tokens repeat).
+
+Forward kernels save in explicit outputs exactly what backward needs
+(layernorm: mean, rstd; attention: per-row log-sum-exp).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+GELU_C = math.sqrt(2.0 / math.pi)  # GELU tanh-approximation constants
+GELU_A = 0.044715
+
+# ---------------------------------------------------------------------------
+# embedding
+
+
+def embedding_forward(out, tokens, wte):
+    """out (N, C) = wte[tokens]; tokens (N,) int32, wte (V, C)."""
+    np.take(wte, tokens, axis=0, out=out)
+
+
+def embedding_backward(dwte, dout, tokens):
+    """dwte (V, C) += scatter of dout (N, C) rows at tokens (N,). Adds (see rule)."""
+    np.add.at(dwte, tokens, dout)
+
+
+# ---------------------------------------------------------------------------
+# layernorm (biased variance)
+
+
+def layernorm_forward(out, mean, rstd, inp, weight, bias, eps):
+    """out (N, C), mean (N,), rstd (N,) <- inp (N, C), weight (C,), bias (C,)."""
+    mean[:] = inp.mean(axis=1)
+    xc = inp - mean[:, None]
+    var = (xc * xc).mean(axis=1)
+    rstd[:] = 1.0 / np.sqrt(var + eps)
+    out[:] = xc * rstd[:, None] * weight + bias
+
+
+def layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd):
+    """dinp (N, C), dweight (C,), dbias (C,) <- dout (N, C), saved inp/mean/rstd."""
+    xhat = (inp - mean[:, None]) * rstd[:, None]
+    dbias[:] = dout.sum(axis=0)
+    dweight[:] = (dout * xhat).sum(axis=0)
+    g = dout * weight  # (N, C) gradient wrt xhat
+    dinp[:] = rstd[:, None] * (g - g.mean(axis=1, keepdims=True)
+                               - xhat * (g * xhat).mean(axis=1, keepdims=True))
+
+
+# ---------------------------------------------------------------------------
+# bias, residual
+
+
+def bias_forward(out, bias):
+    """out (N, O) += bias (O,)  (in place, after the GEMM wrote out)."""
+    out += bias
+
+
+def bias_backward(dbias, dout):
+    """dbias (O,) = column sums of dout (N, O)."""
+    dbias[:] = dout.sum(axis=0)
+
+
+def residual_forward(out, resid, branch, bias):
+    """out (N, C) = resid + branch + bias; out may alias branch."""
+    np.add(resid, branch, out=out)
+    out += bias
+
+
+def residual_backward(dresid, dbranch):
+    """dresid (N, C) += dbranch (N, C): the residual stream sums its branches."""
+    dresid += dbranch
+
+
+# ---------------------------------------------------------------------------
+# RoPE, NEOX style over the full head: pairs (j, j + hs/2)
+
+
+def rope_tables(T, hs, base, dtype, pos0=0):
+    """cos, sin (T, hs/2) for positions pos0..pos0+T-1, theta_j = pos * base^(-2j/hs)."""
+    j = np.arange(hs // 2, dtype=np.float64)
+    inv_freq = base ** (-2.0 * j / hs)
+    ang = np.arange(pos0, pos0 + T, dtype=np.float64)[:, None] * inv_freq[None, :]
+    return np.cos(ang).astype(dtype), np.sin(ang).astype(dtype)
+
+
+def rope_forward(out, inp, cos, sin):
+    """out (B, T, NH, hs) = rotate(inp) ; cos/sin (T, hs/2). out may alias inp."""
+    h = inp.shape[-1] // 2
+    c, s = cos[None, :, None, :], sin[None, :, None, :]
+    x1, x2 = inp[..., :h].copy(), inp[..., h:].copy()
+    out[..., :h] = x1 * c - x2 * s
+    out[..., h:] = x2 * c + x1 * s
+
+
+def rope_backward(dinp, dout, cos, sin):
+    """dinp (B, T, NH, hs) = inverse rotation of dout (rotation by -theta)."""
+    h = dout.shape[-1] // 2
+    c, s = cos[None, :, None, :], sin[None, :, None, :]
+    d1, d2 = dout[..., :h].copy(), dout[..., h:].copy()
+    dinp[..., :h] = d1 * c + d2 * s
+    dinp[..., h:] = d2 * c - d1 * s
+
+
+# ---------------------------------------------------------------------------
+# causal attention, scale 1/sqrt(hs)
+
+
+def attention_forward(out, lse, q, k, v):
+    """out (B, T, NH, hs), lse (B, NH, T) <- q, k, v (B, T, NH, hs).
+
+    The reference materializes the (T, T) scores; fast backends must not.
+    """
+    B, T, NH, hs = q.shape
+    scale = 1.0 / math.sqrt(hs)
+    qh, kh, vh = (a.transpose(0, 2, 1, 3) for a in (q, k, v))  # (B, NH, T, hs)
+    s = np.matmul(qh, kh.transpose(0, 1, 3, 2)) * scale  # (B, NH, T, T)
+    mask = np.triu(np.ones((T, T), dtype=bool), k=1)
+    s[..., mask] = -np.inf
+    m = s.max(axis=-1, keepdims=True)
+    p = np.exp(s - m)
+    l = p.sum(axis=-1, keepdims=True)
+    lse[:] = (m + np.log(l))[..., 0]
+    out[:] = np.matmul(p / l, vh).transpose(0, 2, 1, 3)
+
+
+def attention_backward(dq, dk, dv, dout, q, k, v, out, lse):
+    """dq, dk, dv (B, T, NH, hs) <- dout, and the forward's q, k, v, out, lse.
+
+    Recomputes the probabilities from lse: P = exp(S - lse).
+    """
+    B, T, NH, hs = q.shape
+    scale = 1.0 / math.sqrt(hs)
+    qh, kh, vh, oh, doh = (a.transpose(0, 2, 1, 3) for a in (q, k, v, out, dout))
+    s = np.matmul(qh, kh.transpose(0, 1, 3, 2)) * scale
+    mask = np.triu(np.ones((T, T), dtype=bool), k=1)
+    s[..., mask] = -np.inf
+    p = np.exp(s - lse[..., None])  # (B, NH, T, T)
+    dv[:] = np.matmul(p.transpose(0, 1, 3, 2), doh).transpose(0, 2, 1, 3)
+    dp = np.matmul(doh, vh.transpose(0, 1, 3, 2))
+    delta = (doh * oh).sum(axis=-1, keepdims=True)  # (B, NH, T, 1)
+    ds = p * (dp - delta) * scale
+    dq[:] = np.matmul(ds, kh).transpose(0, 2, 1, 3)
+    dk[:] = np.matmul(ds.transpose(0, 1, 3, 2), qh).transpose(0, 2, 1, 3)
+
+
+# ---------------------------------------------------------------------------
+# GELU, tanh approximation
+
+
+def gelu_forward(out, inp):
+    """out (N, F) = 0.5 x (1 + tanh(c (x + a x^3)))."""
+    x = inp
+    out[:] = 0.5 * x * (1.0 + np.tanh(GELU_C * (x + GELU_A * x * x * x)))
+
+
+def gelu_backward(dinp, dout, inp):
+    """dinp (N, F) = dout * gelu'(inp)."""
+    x = inp
+    t = np.tanh(GELU_C * (x + GELU_A * x * x * x))
+    dt = GELU_C * (1.0 + 3.0 * GELU_A * x * x)
+    dinp[:] = dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt)
+
+
+# ---------------------------------------------------------------------------
+# cross-entropy fused with softmax
+
+
+def crossentropy_forward_backward(losses, dlogits, logits, targets, dscale):
+    """losses (R,), dlogits (R, V) <- logits (R, V), targets (R,) int32.
+
+    losses[r] = logsumexp(logits[r]) - logits[r, t]; rows with target -1 get
+    loss 0 and zero gradient. dlogits = (softmax - onehot) * dscale, where
+    dscale is d(total loss)/d(losses[r]) (1 / number of targets for a mean).
+    dlogits may alias logits.
+    """
+    valid = targets >= 0
+    m = logits.max(axis=1, keepdims=True)
+    e = np.exp(logits - m)
+    ssum = e.sum(axis=1, keepdims=True)
+    tsafe = np.where(valid, targets, 0)
+    rows = np.arange(logits.shape[0])
+    lt = logits[rows, tsafe]
+    losses[:] = np.where(valid, (m[:, 0] + np.log(ssum[:, 0])) - lt, 0.0)
+    g = e / ssum
+    g[rows, tsafe] -= 1.0
+    g *= dscale
+    g[~valid] = 0.0
+    dlogits[:] = g
+
+
+# ---------------------------------------------------------------------------
+# optimizer
+
+
+def grad_norm_sq(grads):
+    """Sum of squares of grads (P,), accumulated in float64."""
+    g = grads.astype(np.float64, copy=False)
+    return float(np.dot(g, g))
+
+
+def adamw_step(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay,
+               step, grad_scale):
+    """One fused AdamW update over flat buffers (P,), in place.
+
+    g = grads * grad_scale (clipping); decoupled decay p -= lr*wd*p where
+    decay_mask (P,) uint8 is 1; bias-corrected moments; step counts from 1.
+    """
+    g = grads * grad_scale
+    bc1 = 1.0 - beta1 ** step
+    bc2 = 1.0 - beta2 ** step
+    m *= beta1
+    m += (1.0 - beta1) * g
+    v *= beta2
+    v += (1.0 - beta2) * (g * g)
+    params -= (lr * weight_decay) * params * decay_mask
+    params -= lr * (m / bc1) / (np.sqrt(v / bc2) + eps)

@@ -1,0 +1,311 @@
+"""The model: llama.cpp's `starcoder2` architecture, forward and backward.
+
+    x = token_embd[tokens]
+    per layer:  h = LN(x; attn_norm); q,k,v = h Wq^T+bq, h Wk^T+bk, h Wv^T+bv
+                q,k = RoPE_neox(q,k) over the whole head; y = causal_attn(q,k,v)
+                x = x + y Wo^T + bo
+                h = LN(x; ffn_norm); x = x + GELU_tanh(h Wup^T + bup) Wdown^T + bdown
+    logits = LN(x; output_norm) token_embd^T        (tied, no output bias)
+
+Three pieces, as in llama2.c: the config (codette_np.config), the weights
+(one flat buffer carved by codette_np.params) and the run state
+(`Activations`, preallocated once per (B, T) and reused every step).
+Element-wise ops go through one kernel backend (codette_np.backend); the
+matrix products go through numpy's BLAS into preallocated buffers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from codette_np import backend as _backend
+from codette_np.config import ModelConfig
+from codette_np.params import ParamLayout
+
+HEAD_CHUNK_BYTES = 64 << 20  # the LM head + cross-entropy runs over row chunks of at most this many logit bytes
+
+
+class Activations:
+    """Every buffer forward saves for backward, and backward's scratch, for one (B, T)."""
+
+    def __init__(self, cfg: ModelConfig, B: int, T: int, dtype, with_grad: bool):
+        C, F, L, NH, V = cfg.d_model, cfg.d_ff, cfg.n_layer, cfg.n_head, cfg.vocab_size
+        N = B * T
+        z = lambda *shape: np.zeros(shape, dtype=dtype)
+        self.B, self.T, self.with_grad = B, T, with_grad
+        Ls = L if with_grad else 1  # inference keeps one layer's buffers and reuses them
+        self.resid = z(L + 1, N, C)  # residual stream entering each layer, and the final one
+        self.ln1 = z(Ls, N, C)
+        self.ln1_mean, self.ln1_rstd = z(Ls, N), z(Ls, N)
+        self.qkv = z(Ls, N, 3 * C)  # q | k | v side by side, q and k after RoPE
+        self.att = z(Ls, N, C)  # attention output, heads concatenated
+        self.lse = z(Ls, B, NH, T)  # per-row log-sum-exp of the attention scores
+        self.resid_mid = z(Ls, N, C)  # residual stream after the attention block
+        self.ln2 = z(Ls, N, C)
+        self.ln2_mean, self.ln2_rstd = z(Ls, N), z(Ls, N)
+        self.up = z(Ls, N, F)  # pre-activation of the FFN
+        self.gelu = z(Ls, N, F)
+        self.lnf = z(N, C)
+        self.lnf_mean, self.lnf_rstd = z(N), z(N)
+        self.head_rows = max(1, min(N, HEAD_CHUNK_BYTES // (V * np.dtype(dtype).itemsize)))
+        self.logits = z(self.head_rows, V)  # one chunk of logits, then its dlogits in place
+        self.losses = z(N)
+        cos, sin = _rope(cfg, T, dtype)
+        self.cos, self.sin = cos, sin  # (T, hs/2)
+        if with_grad:
+            self.dresid = z(N, C)  # gradient of the residual stream, walking backward
+            self.dtmp = z(N, C)
+            self.dln = z(N, C)
+            self.datt = z(N, C)
+            self.dqkv = z(N, 3 * C)
+            self.dff = z(N, F)
+            self.dup = z(N, F)
+            self.dwte_chunk = z(V, C) if self.head_rows < N else None
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in vars(self).values() if isinstance(a, np.ndarray))
+
+
+def _rope(cfg, T, dtype):
+    from codette_np.kernels.ref import rope_tables
+
+    return rope_tables(T, cfg.head_dim, cfg.rope_base, dtype)
+
+
+class Model:
+    """A starcoder2-architecture decoder with flat float buffers.
+
+    Model(cfg, seed=0, dtype=np.float32, backend=None). `backend` names the
+    kernel backend ("c", "numba", "numpy"); None uses CODETTE_BACKEND or the
+    best available. float64 models always use the NumPy reference.
+    """
+
+    def __init__(self, cfg: ModelConfig, seed: int = 0, dtype=np.float32, backend: str | None = None,
+                 init: bool = True):
+        if not isinstance(cfg, ModelConfig):
+            raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.layout = ParamLayout(cfg)
+        self.kernels = _backend.get(backend, dtype=self.dtype)
+        self.params = np.zeros(self.layout.total, dtype=self.dtype)  # (P,) all weights
+        self.grads = np.zeros(self.layout.total, dtype=self.dtype)  # (P,) same layout
+        self._p = self.layout.views(self.params)
+        self._g = self.layout.views(self.grads)
+        self._pf = [self.layout.fused(self.params, i) for i in range(cfg.n_layer)]
+        self._gf = [self.layout.fused(self.grads, i) for i in range(cfg.n_layer)]
+        self._train_acts: Activations | None = None  # buffers for the last training (B, T)
+        self._infer_acts: Activations | None = None  # buffers for the last inference (B, T)
+        if init:
+            self.init_weights(seed)
+
+    # -- parameters ---------------------------------------------------------
+
+    @property
+    def backend_name(self) -> str:
+        return self.kernels.name
+
+    @property
+    def n_params(self) -> int:
+        return self.layout.n_params
+
+    def named_parameters(self):
+        return self._p.items()
+
+    def named_grads(self):
+        return self._g.items()
+
+    def init_weights(self, seed: int):
+        """normal(0, 0.02) matrices; attn_output/ffn_down scaled by 1/sqrt(2 L); biases 0; norm weights 1.
+
+        Values are drawn in float32 whatever the model dtype, so a float64 model
+        with the same seed holds exactly the float32 model's weights.
+        """
+        rng = np.random.default_rng(seed)
+        resid_scale = 1.0 / np.sqrt(2.0 * self.cfg.n_layer)
+        for name, p in self._p.items():
+            if p.ndim == 2:
+                w = rng.standard_normal(p.shape, dtype=np.float32) * np.float32(0.02)
+                if name.endswith(("attn_output.weight", "ffn_down.weight")):
+                    w *= np.float32(resid_scale)
+                p[:] = w
+            elif name.endswith("norm.weight"):
+                p[:] = 1.0
+            else:
+                p[:] = 0.0
+
+    # -- input checks --------------------------------------------------------
+
+    def _check_tokens(self, tokens, what="tokens", allow_ignore=False):
+        if not isinstance(tokens, np.ndarray):
+            raise TypeError(f"{what} must be a numpy array of int32, got {type(tokens).__name__}")
+        if tokens.dtype.kind not in "iu":
+            raise TypeError(f"{what} must be an integer array (int32), got dtype {tokens.dtype}")
+        if tokens.ndim != 2:
+            raise ValueError(f"{what} must have shape (B, T), got {tokens.shape}"
+                             + (" (use tokens[None, :] for a single sequence)" if tokens.ndim == 1 else ""))
+        B, T = tokens.shape
+        if B == 0 or T == 0:
+            raise ValueError(f"{what} is empty: shape {tokens.shape}")
+        if T > self.cfg.context_length:
+            raise ValueError(f"sequence length T={T} exceeds context_length={self.cfg.context_length}")
+        lo = -1 if allow_ignore else 0
+        tmin, tmax = int(tokens.min()), int(tokens.max())
+        if tmin < lo or tmax >= self.cfg.vocab_size:
+            bad = tmin if tmin < lo else tmax
+            rng = f"[0, {self.cfg.vocab_size})" + (" or -1 (ignored)" if allow_ignore else "")
+            raise ValueError(f"{what} holds id {bad}, outside {rng}")
+        return np.ascontiguousarray(tokens, dtype=np.int32)
+
+    def _acts_for(self, B, T, with_grad):
+        """Preallocated buffers for (B, T): one training set and one inference set are kept."""
+        attr = "_train_acts" if with_grad else "_infer_acts"
+        a = getattr(self, attr)
+        if a is None or (a.B, a.T) != (B, T):
+            setattr(self, attr, None)  # free the old set before allocating the new one
+            a = Activations(self.cfg, B, T, self.dtype, with_grad)
+            setattr(self, attr, a)
+        return a
+
+    def free_buffers(self):
+        """Drop the activation buffers (they are reallocated on the next call)."""
+        self._train_acts = self._infer_acts = None
+
+    # -- forward ---------------------------------------------------------------
+
+    def _blocks_forward(self, a: Activations, tokens):
+        """Embedding and every layer; leaves the final LayerNorm output in a.lnf."""
+        K, cfg, p = self.kernels, self.cfg, self._p
+        B, T = tokens.shape
+        N, C, NH, hs = B * T, cfg.d_model, cfg.n_head, cfg.head_dim
+        K.embedding_forward(a.resid[0], tokens.reshape(N), p["token_embd.weight"])
+        for l in range(cfg.n_layer):
+            s = l if a.with_grad else 0
+            pf, pre = self._pf[l], f"blk.{l}."
+            x, ln1, qkv, att = a.resid[l], a.ln1[s], a.qkv[s], a.att[s]
+            K.layernorm_forward(ln1, a.ln1_mean[s], a.ln1_rstd[s], x,
+                                p[pre + "attn_norm.weight"], p[pre + "attn_norm.bias"], cfg.norm_eps)
+            np.matmul(ln1, pf["qkv.weight"].T, out=qkv)  # (N, 3C)
+            K.bias_forward(qkv, pf["qkv.bias"])
+            q, k, v = _split_qkv(qkv, B, T, NH, hs)
+            K.rope_forward(q, q, a.cos, a.sin)
+            K.rope_forward(k, k, a.cos, a.sin)
+            K.attention_forward(att.reshape(B, T, NH, hs), a.lse[s], q, k, v)
+            mid = a.resid_mid[s]
+            np.matmul(att, p[pre + "attn_output.weight"].T, out=mid)
+            K.residual_forward(mid, x, mid, p[pre + "attn_output.bias"])
+            ln2 = a.ln2[s]
+            K.layernorm_forward(ln2, a.ln2_mean[s], a.ln2_rstd[s], mid,
+                                p[pre + "ffn_norm.weight"], p[pre + "ffn_norm.bias"], cfg.norm_eps)
+            up, ge = a.up[s], a.gelu[s]
+            np.matmul(ln2, p[pre + "ffn_up.weight"].T, out=up)  # (N, F)
+            K.bias_forward(up, p[pre + "ffn_up.bias"])
+            K.gelu_forward(ge, up)
+            out = a.resid[l + 1]
+            np.matmul(ge, p[pre + "ffn_down.weight"].T, out=out)
+            K.residual_forward(out, mid, out, p[pre + "ffn_down.bias"])
+        K.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.resid[cfg.n_layer],
+                            p["output_norm.weight"], p["output_norm.bias"], cfg.norm_eps)
+
+    def forward(self, tokens) -> np.ndarray:
+        """logits (B, T, V) for int32 tokens (B, T); no gradients kept."""
+        tokens = self._check_tokens(tokens)
+        B, T = tokens.shape
+        t = self._train_acts
+        a = t if t is not None and (t.B, t.T) == (B, T) else self._acts_for(B, T, with_grad=False)
+        self._blocks_forward(a, tokens)
+        logits = np.empty((B * T, self.cfg.vocab_size), dtype=self.dtype)
+        np.matmul(a.lnf, self._p["token_embd.weight"].T, out=logits)
+        return logits.reshape(B, T, -1)
+
+    # -- forward + backward ---------------------------------------------------
+
+    def forward_backward(self, tokens, targets) -> float:
+        """Mean cross-entropy over targets != -1; writes every gradient into self.grads."""
+        tokens = self._check_tokens(tokens)
+        targets = self._check_tokens(targets, "targets", allow_ignore=True)
+        if targets.shape != tokens.shape:
+            raise ValueError(f"targets shape {targets.shape} != tokens shape {tokens.shape}")
+        n_targets = int(np.count_nonzero(targets >= 0))
+        if n_targets == 0:
+            raise ValueError("targets are all -1: there is nothing to learn from in this batch")
+        K, cfg, p, g = self.kernels, self.cfg, self._p, self._g
+        B, T = tokens.shape
+        N, C, NH, hs, V = B * T, cfg.d_model, cfg.n_head, cfg.head_dim, cfg.vocab_size
+        a = self._acts_for(B, T, with_grad=True)
+        self._blocks_forward(a, tokens)
+
+        # LM head + cross-entropy, chunked over rows so (N, V) logits never exist at once
+        wte, dwte = p["token_embd.weight"], g["token_embd.weight"]
+        tflat = targets.reshape(N)
+        R = a.head_rows
+        for r0 in range(0, N, R):
+            r1 = min(N, r0 + R)
+            lg = a.logits[: r1 - r0]
+            np.matmul(a.lnf[r0:r1], wte.T, out=lg)  # (R, V)
+            K.crossentropy_forward_backward(a.losses[r0:r1], lg, lg, tflat[r0:r1], 1.0 / n_targets)
+            np.matmul(lg, wte, out=a.dln[r0:r1])  # d lnf (R, C)
+            if r0 == 0:
+                np.matmul(lg.T, a.lnf[r0:r1], out=dwte)  # (V, C)
+            else:
+                np.matmul(lg.T, a.lnf[r0:r1], out=a.dwte_chunk)
+                K.residual_backward(dwte, a.dwte_chunk)
+        loss = float(a.losses.sum(dtype=np.float64)) / n_targets
+
+        K.layernorm_backward(a.dresid, g["output_norm.weight"], g["output_norm.bias"], a.dln,
+                             a.resid[cfg.n_layer], p["output_norm.weight"], a.lnf_mean, a.lnf_rstd)
+        for l in reversed(range(cfg.n_layer)):
+            pre = f"blk.{l}."
+            pf, gf = self._pf[l], self._gf[l]
+            # FFN: resid[l+1] = mid + gelu Wd^T + bd ; a.dresid holds d resid[l+1]
+            np.matmul(a.dresid, p[pre + "ffn_down.weight"], out=a.dff)  # (N, F)
+            np.matmul(a.dresid.T, a.gelu[l], out=g[pre + "ffn_down.weight"])  # (C, F)
+            K.bias_backward(g[pre + "ffn_down.bias"], a.dresid)
+            K.gelu_backward(a.dup, a.dff, a.up[l])
+            np.matmul(a.dup, p[pre + "ffn_up.weight"], out=a.dln)  # (N, C)
+            np.matmul(a.dup.T, a.ln2[l], out=g[pre + "ffn_up.weight"])  # (F, C)
+            K.bias_backward(g[pre + "ffn_up.bias"], a.dup)
+            K.layernorm_backward(a.dtmp, g[pre + "ffn_norm.weight"], g[pre + "ffn_norm.bias"], a.dln,
+                                 a.resid_mid[l], p[pre + "ffn_norm.weight"], a.ln2_mean[l], a.ln2_rstd[l])
+            K.residual_backward(a.dresid, a.dtmp)  # now d resid_mid
+            # attention: mid = resid[l] + att Wo^T + bo
+            np.matmul(a.dresid, p[pre + "attn_output.weight"], out=a.datt)  # (N, C)
+            np.matmul(a.dresid.T, a.att[l], out=g[pre + "attn_output.weight"])
+            K.bias_backward(g[pre + "attn_output.bias"], a.dresid)
+            q, k, v = _split_qkv(a.qkv[l], B, T, NH, hs)
+            dq, dk, dv = _split_qkv(a.dqkv, B, T, NH, hs)
+            K.attention_backward(dq, dk, dv, a.datt.reshape(B, T, NH, hs), q, k, v,
+                                 a.att[l].reshape(B, T, NH, hs), a.lse[l])
+            K.rope_backward(dq, dq, a.cos, a.sin)
+            K.rope_backward(dk, dk, a.cos, a.sin)
+            np.matmul(a.dqkv, pf["qkv.weight"], out=a.dln)  # (N, C)
+            np.matmul(a.dqkv.T, a.ln1[l], out=gf["qkv.weight"])  # (3C, C)
+            K.bias_backward(gf["qkv.bias"], a.dqkv)
+            K.layernorm_backward(a.dtmp, g[pre + "attn_norm.weight"], g[pre + "attn_norm.bias"], a.dln,
+                                 a.resid[l], p[pre + "attn_norm.weight"], a.ln1_mean[l], a.ln1_rstd[l])
+            K.residual_backward(a.dresid, a.dtmp)  # now d resid[l]
+        K.embedding_backward(dwte, a.dresid, tokens.reshape(N))
+        return loss
+
+    def activation_bytes(self, B: int, T: int) -> int:
+        """Bytes of the training buffers for a (B, T) batch (allocated on first use)."""
+        return _act_bytes(self.cfg, B, T, self.dtype)
+
+
+def _act_bytes(cfg, B, T, dtype):
+    C, F, L, NH, V = cfg.d_model, cfg.d_ff, cfg.n_layer, cfg.n_head, cfg.vocab_size
+    N = B * T
+    it = np.dtype(dtype).itemsize
+    rows = max(1, min(N, HEAD_CHUNK_BYTES // (V * it)))
+    per_layer = N * (C + 3 * C + C + C + C + 2 * F) + 4 * N + B * NH * T
+    saved = (L + 1) * N * C + L * per_layer + N * C + 3 * N + rows * V
+    scratch = N * (4 * C + 3 * C + 2 * F) + (V * C if rows < N else 0)
+    return (saved + scratch) * it
+
+
+def _split_qkv(qkv, B, T, NH, hs):
+    """(N, 3C) buffer -> q, k, v strided views (B, T, NH, hs)."""
+    x = qkv.reshape(B, T, 3, NH, hs)  # qkv is contiguous: always a view
+    return x[:, :, 0], x[:, :, 1], x[:, :, 2]

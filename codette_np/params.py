@@ -1,0 +1,98 @@
+"""Flat parameter storage: one contiguous buffer, carved into GGUF-named views.
+
+Every tensor is stored in (out_features, in_features) layout, which is also
+GGUF's layout, so export is a straight copy. Gradients (and the optimizer's
+moments) live in buffers of the same layout, so per-tensor views of any of
+them are found by the same offsets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from codette_np.config import ModelConfig
+
+# Per-layer tensors in storage order: (suffix, shape as a function of (C, F)).
+# q, k and v weights are adjacent (and so are their biases), so the three
+# projections run as one (3C, C) GEMM on a view, forward and backward.
+_BLOCK_TENSORS = (
+    ("attn_norm.weight", lambda C, F: (C,)),
+    ("attn_norm.bias", lambda C, F: (C,)),
+    ("attn_q.weight", lambda C, F: (C, C)),
+    ("attn_k.weight", lambda C, F: (C, C)),
+    ("attn_v.weight", lambda C, F: (C, C)),
+    ("attn_q.bias", lambda C, F: (C,)),
+    ("attn_k.bias", lambda C, F: (C,)),
+    ("attn_v.bias", lambda C, F: (C,)),
+    ("attn_output.weight", lambda C, F: (C, C)),
+    ("attn_output.bias", lambda C, F: (C,)),
+    ("ffn_norm.weight", lambda C, F: (C,)),
+    ("ffn_norm.bias", lambda C, F: (C,)),
+    ("ffn_up.weight", lambda C, F: (F, C)),
+    ("ffn_up.bias", lambda C, F: (F,)),
+    ("ffn_down.weight", lambda C, F: (C, F)),
+    ("ffn_down.bias", lambda C, F: (C,)),
+)
+BLOCK_TENSOR_NAMES = tuple(s for s, _ in _BLOCK_TENSORS)
+
+
+def param_layout(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
+    """[(gguf_name, shape)] in storage order: 3 + 16 * n_layer tensors."""
+    C, F, V = cfg.d_model, cfg.d_ff, cfg.vocab_size
+    out = [("token_embd.weight", (V, C))]
+    for i in range(cfg.n_layer):
+        out += [(f"blk.{i}.{s}", shp(C, F)) for s, shp in _BLOCK_TENSORS]
+    out += [("output_norm.weight", (C,)), ("output_norm.bias", (C,))]
+    return out
+
+
+@dataclass(frozen=True)
+class TensorSlot:
+    name: str
+    shape: tuple[int, ...]
+    offset: int  # in elements, into the flat buffer
+    size: int
+
+
+class ParamLayout:
+    """Names, shapes and offsets of every tensor in the flat buffer."""
+
+    def __init__(self, cfg: ModelConfig):
+        self.cfg = cfg
+        self.slots: list[TensorSlot] = []
+        off = 0
+        for name, shape in param_layout(cfg):
+            size = int(np.prod(shape))
+            self.slots.append(TensorSlot(name, shape, off, size))
+            off += size
+        self.total = off  # buffer length in elements (no padding: views must stay adjacent)
+        self.n_params = sum(s.size for s in self.slots)
+        self.by_name = {s.name: s for s in self.slots}
+
+    def views(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """name -> shaped view into `flat` (no copies)."""
+        assert flat.ndim == 1 and flat.shape[0] == self.total
+        return {s.name: flat[s.offset:s.offset + s.size].reshape(s.shape) for s in self.slots}
+
+    def fused(self, flat: np.ndarray, layer: int) -> dict[str, np.ndarray]:
+        """Views spanning adjacent tensors of block `layer`: qkv weight (3C, C), qkv bias (3C,)."""
+        C = self.cfg.d_model
+        w = self.by_name[f"blk.{layer}.attn_q.weight"].offset
+        b = self.by_name[f"blk.{layer}.attn_q.bias"].offset
+        return {"qkv.weight": flat[w:w + 3 * C * C].reshape(3 * C, C),
+                "qkv.bias": flat[b:b + 3 * C]}
+
+    def decay_mask(self) -> np.ndarray:
+        """uint8 per element of the flat buffer: 1 where weight decay applies.
+
+        Policy: decoupled weight decay applies to matrices (ndim 2: every
+        projection and the tied embedding) and never to biases or norm
+        parameters.
+        """
+        m = np.zeros(self.total, dtype=np.uint8)
+        for s in self.slots:
+            if len(s.shape) == 2:
+                m[s.offset:s.offset + s.size] = 1
+        return m
