@@ -24,6 +24,14 @@ void adamw_step(float *params, float *m, float *v,
 /* sum of squares of x (n,), accumulated in double */
 double grad_norm_sq(const float *x, int64_t n);
 
+/* ---- element-wise and row kernels (embedding.c, layernorm.c, ops.c, crossentropy.c) ---- */
+
+/* ---- end element-wise and row kernels ---- */
+
+/* ---- attention (attention.c) ---- */
+
+/* ---- end attention ---- */
+
 /* ---- build information ---- */
 int codette_num_threads(void);
 const char *codette_build_info(void);

@@ -39,6 +39,15 @@ def grad_norm_sq(grads):
     return float(lib.grad_norm_sq(_ptr(grads), grads.shape[0]))
 
 
+# ---- element-wise and row kernels ----
+
+# ---- end element-wise and row kernels ----
+
+# ---- attention ----
+
+# ---- end attention ----
+
+
 def num_threads() -> int:
     return int(lib.codette_num_threads())
 
