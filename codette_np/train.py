@@ -1,0 +1,406 @@
+"""Train a model end to end on the built-in mixed dataset (and/or your data).
+
+    python -m codette_np.train --size micro
+    python -m codette_np.train --size nano --max-steps 200 --out runs/nano
+    python -m codette_np.train --out runs/micro --resume        # continue a run
+
+What a run does, in order: generate the built-in dataset (or read --data),
+split it by example per category, train (or load from cache) a SentencePiece
+tokenizer, print the parameter count / memory estimate / tokens per step,
+train with a progress bar, evaluate every --eval-every steps and at the end
+(validation loss, perplexity and next-token accuracy per category; tool-call
+validity by greedy generation on held-out tool requests), save checkpoints
+(last.ckpt periodically, best.ckpt by validation loss), and export GGUF +
+an Ollama Modelfile. Ctrl-C / SIGTERM save a checkpoint and exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+# Per-size defaults: batch size, sequence length, peak learning rate.
+SIZE_DEFAULTS = {
+    "nano": dict(batch_size=8, seq_len=128, lr=3e-3),
+    "micro": dict(batch_size=16, seq_len=256, lr=2e-3),
+    "mini": dict(batch_size=8, seq_len=512, lr=1e-3),
+    "small": dict(batch_size=4, seq_len=1024, lr=3e-4),
+    "medium": dict(batch_size=4, seq_len=1024, lr=2.5e-4),
+    "large": dict(batch_size=2, seq_len=1024, lr=2e-4),
+}
+MAX_BAD_STEPS = 5  # consecutive non-finite steps before the run stops
+CKPT_FORMAT = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m codette_np.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="micro", choices=list(SIZE_DEFAULTS),
+                    help="model preset (default micro): nano ~0.1M params (tests), micro ~5.8M, "
+                         "mini ~34M, small ~1.3B, medium ~2.7B, large ~5.3B")
+    ap.add_argument("--data", nargs="+", metavar="FILE",
+                    help=".jsonl (a 'text' field, optional 'category') or .txt files to train on")
+    ap.add_argument("--no-builtin", action="store_true",
+                    help="with --data: train on your files only (default: mix them with the built-in set)")
+    ap.add_argument("--samples", type=int, default=5000,
+                    help="number of built-in examples to generate (default 5000)")
+    ap.add_argument("--mix", default=None,
+                    help="category mix of the built-in set, e.g. 'perspectives=0.3,tools=0.25,"
+                         "consciousness=0.25,mixed=0.2' (the default)")
+    ap.add_argument("--vocab-size", type=int, default=None,
+                    help="tokenizer vocabulary size (default: the preset's)")
+    ap.add_argument("--max-steps", type=int, default=5000, help="optimizer steps to train (default 5000)")
+    ap.add_argument("--batch-size", type=int, default=None, help="rows per step (default per size)")
+    ap.add_argument("--seq-len", type=int, default=None, help="tokens per row (default per size)")
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default per size)")
+    ap.add_argument("--min-lr", type=float, default=None, help="final learning rate of the cosine (default lr/10)")
+    ap.add_argument("--warmup-steps", type=int, default=100, help="linear warmup steps (default 100)")
+    ap.add_argument("--weight-decay", type=float, default=0.1,
+                    help="decoupled weight decay on matrices only (default 0.1)")
+    ap.add_argument("--max-grad-norm", type=float, default=1.0,
+                    help="clip the global gradient norm to this (default 1.0; 0 = off)")
+    ap.add_argument("--eval-every", type=int, default=500, help="evaluate every N steps (default 500)")
+    ap.add_argument("--eval-tool-samples", type=int, default=100,
+                    help="held-out tool requests generated from at each eval (default 100)")
+    ap.add_argument("--save-every", type=int, default=1000, help="write last.ckpt every N steps (default 1000)")
+    ap.add_argument("--out", default=None, help="run directory (default runs/<size>)")
+    ap.add_argument("--resume", action="store_true", help="continue from <out>/last.ckpt")
+    ap.add_argument("--seed", type=int, default=0, help="seed for data, init and order (default 0)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for the kernels and BLAS (default: all cores)")
+    ap.add_argument("--backend", choices=["c", "numba", "numpy"], default=None,
+                    help="kernel backend (default: CODETTE_BACKEND or the best available)")
+    ap.add_argument("--export-dtype", default="f16", choices=["none", "f32", "f16", "bf16", "q8_0", "q4_0"],
+                    help="GGUF written at the end of the run (default f16; 'none' skips export)")
+    ap.add_argument("--ignore-memory-check", action="store_true",
+                    help="train even if the memory estimate exceeds the available RAM")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    return ap
+
+
+def _set_threads_and_reexec(args, argv):
+    """Thread counts must be in the environment before numpy / OpenMP load: re-exec once."""
+    if args.threads is None:
+        return
+    want = str(args.threads)
+    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+    if all(os.environ.get(k) == want for k in keys):
+        return
+    env = dict(os.environ, **{k: want for k in keys})
+    os.execve(sys.executable, [sys.executable, "-m", "codette_np.train", *argv], env)
+
+
+def available_memory_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def memory_estimate(cfg, B, T) -> int:
+    """Bytes the run allocates: params, grads, two moments, decay mask, activations."""
+    from codette_np.model import _act_bytes
+
+    P = cfg.n_params
+    return 4 * P * 4 + P + _act_bytes(cfg, B, T, "float32")
+
+
+def _gib(n):
+    return f"{n / 2**30:.2f} GiB"
+
+
+class Log:
+    """train.log (human) and metrics.jsonl (one record per step and per eval)."""
+
+    def __init__(self, out: Path, resume_step: int | None):
+        self.out = out
+        mpath = out / "metrics.jsonl"
+        if resume_step is not None and mpath.exists():
+            # drop records past the checkpoint: they are replayed identically
+            keep = [l for l in mpath.read_text().splitlines()
+                    if l.strip() and json.loads(l).get("step", 0) <= resume_step]
+            mpath.write_text("".join(k + "\n" for k in keep))
+        self.metrics = open(mpath, "a" if resume_step is not None else "w")
+        self.text = open(out / "train.log", "a" if resume_step is not None else "w")
+
+    def record(self, rec: dict):
+        self.metrics.write(json.dumps(rec) + "\n")
+        self.metrics.flush()
+
+    def say(self, msg: str, echo=True):
+        self.text.write(time.strftime("%H:%M:%S ") + msg + "\n")
+        self.text.flush()
+        if echo:
+            from tqdm import tqdm
+            tqdm.write(msg)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    _set_threads_and_reexec(args, argv)
+    try:
+        return run(args)
+    except (ValueError, OSError, RuntimeError) as e:
+        from codette_np.checkpoint import CheckpointError
+        from codette_np.data import DataError
+        if isinstance(e, (DataError, CheckpointError, UserError)):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+class UserError(RuntimeError):
+    pass
+
+
+def run(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from codette_np import AdamW, Model, ModelConfig, lr_schedule
+    from codette_np import checkpoint as ck
+    from codette_np import data as D
+    from codette_np import evaluate as E
+    from codette_np.batches import batch_at, pack_rows
+    from codette_np.tokenizer import Tokenizer, train_or_load
+
+    out = Path(args.out or f"runs/{args.size}")
+    out.mkdir(parents=True, exist_ok=True)
+    state = None
+    if args.resume:
+        state = _load_resume(out / "last.ckpt", args)
+    d = SIZE_DEFAULTS[args.size]
+    B = args.batch_size or d["batch_size"]
+    T = args.seq_len or d["seq_len"]
+    max_lr = args.lr or d["lr"]
+    min_lr = args.min_lr if args.min_lr is not None else max_lr / 10
+    for name, v in (("batch-size", B), ("seq-len", T), ("max-steps", args.max_steps),
+                    ("eval-every", args.eval_every), ("save-every", args.save_every)):
+        if v <= 0:
+            raise UserError(f"--{name} must be positive, got {v}")
+    log = Log(out, state["step"] if state else None)
+
+    # 1) data
+    t0 = time.time()
+    examples = []
+    if not (args.data and args.no_builtin):
+        mix = D.parse_mix(args.mix) if args.mix else None
+        examples += D.generate(args.samples, seed=args.seed, mix=mix)
+    if args.data:
+        examples += D.load_user_data(args.data)
+    if not examples:
+        raise UserError("no training examples (--no-builtin needs --data)")
+    train_ex, val_ex = D.split_by_example(examples, val_fraction=0.05, seed=args.seed)
+    cats = sorted({e["category"] for e in examples})
+    log.say(f"data: {len(train_ex)} training / {len(val_ex)} validation examples in "
+            f"{len(cats)} categories ({', '.join(cats)}), {time.time() - t0:.1f}s")
+
+    # 2) tokenizer (cached by corpus hash and settings; restored from the checkpoint on resume)
+    preset = ModelConfig.preset(args.size)
+    if state is not None:
+        tok = Tokenizer.from_proto(state["blobs"]["tokenizer"].tobytes())
+    else:
+        vocab = args.vocab_size or preset.vocab_size
+        tok = train_or_load([e["text"] for e in train_ex], vocab, out / "tokenizer")
+    log.say(f"tokenizer: SentencePiece BPE, {tok.vocab_size} pieces")
+
+    cfg = preset.replace(vocab_size=tok.vocab_size, context_length=max(preset.context_length, T))
+    if state is not None:
+        cfg = ModelConfig.from_dict(state["header"]["config"])
+        if (B, T) != tuple(state["header"]["shape"]):
+            raise UserError(f"--resume: this run used batch {state['header']['shape'][0]} x seq "
+                            f"{state['header']['shape'][1]}; pass the same --batch-size/--seq-len")
+    rows = pack_rows([tok.encode(e["text"]) for e in train_ex], tok.bos_id, tok.eos_id, T, args.seed)
+    if len(rows) < B:
+        raise UserError(f"only {len(rows)} rows of {T + 1} tokens in the training data; "
+                        f"lower --batch-size or --seq-len, or add data")
+
+    # 3) size and memory, before allocating
+    need = memory_estimate(cfg, B, T)
+    avail = available_memory_bytes()
+    log.say(f"model: {args.size}, {cfg.n_params:,} parameters (d={cfg.d_model}, L={cfg.n_layer}, "
+            f"H={cfg.n_head}, V={cfg.vocab_size}); {B} x {T} = {B * T:,} tokens/step; "
+            f"memory estimate {_gib(need)}" + (f" of {_gib(avail)} available" if avail else ""))
+    if avail is not None and need > avail and not args.ignore_memory_check:
+        raise UserError(f"this run needs about {_gib(need)} but {_gib(avail)} is available; lower "
+                        f"--batch-size or --seq-len, pick a smaller --size, or pass "
+                        f"--ignore-memory-check to try anyway")
+
+    model = Model(cfg, seed=args.seed, backend=args.backend)
+    opt = AdamW(model, lr=max_lr, weight_decay=args.weight_decay)
+    step, tokens_seen, best_val = 0, 0, math.inf
+    if state is not None:
+        model.params[:] = state["blobs"]["params"]
+        opt.load_state_dict({"m": state["blobs"]["m"], "v": state["blobs"]["v"],
+                             "t": state["header"]["opt_t"]})
+        step = state["header"]["step"]
+        tokens_seen = state["header"]["tokens_seen"]
+        best_val = state["header"]["best_val"]
+        log.say(f"resumed from {out / 'last.ckpt'} at step {step}")
+    log.say(f"backend: {model.backend_name}; threads: {os.environ.get('OMP_NUM_THREADS', 'all')}")
+    evaluator = E.Evaluator(model, tok, val_ex, T, batch_size=B,
+                            tool_samples=args.eval_tool_samples)
+
+    def save(path, kind):
+        header = {"format": CKPT_FORMAT, "kind": kind, "step": step, "tokens_seen": tokens_seen,
+                  "best_val": best_val if math.isfinite(best_val) else None,
+                  "opt_t": opt.t, "config": cfg.to_dict(), "shape": [B, T], "size": args.size,
+                  "args": {k: v for k, v in vars(args).items()},
+                  "data_position": {"rows_consumed": step * B, "rows_per_epoch": len(rows)},
+                  "backend": model.backend_name}
+        blobs = {"params": model.params, "m": opt.m, "v": opt.v,
+                 "tokenizer": np.frombuffer(tok.model_proto, dtype=np.uint8)}
+        try:
+            ck.save_checkpoint(path, header, blobs)
+        except ValueError as e:
+            log.say(f"checkpoint not written: {e}")
+            return False
+        return True
+
+    stop = {"sig": None}
+
+    def on_signal(signum, frame):
+        stop["sig"] = signum
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def do_eval():
+        nonlocal best_val
+        t_e = time.time()
+        res = evaluator.run()
+        rec = {"step": step, "kind": "eval", **res, "seconds": round(time.time() - t_e, 2)}
+        log.record(rec)
+        log.say(E.format_report(res, step))
+        if res["overall"]["loss"] < best_val:
+            best_val = res["overall"]["loss"]
+            save(out / "best.ckpt", "best")
+        return res
+
+    # 4) the loop
+    bad = 0
+    bar = tqdm(total=args.max_steps, initial=step, disable=args.quiet, unit="step",
+               dynamic_ncols=True, desc="train")
+    t_last = time.perf_counter()
+    last_eval = None
+    while step < args.max_steps:
+        x, y = batch_at(rows, step, B, args.seed)
+        loss = model.forward_backward(x, y)
+        lr = lr_schedule(step, max_lr, min_lr, args.warmup_steps, args.max_steps)
+        norm = float("nan")
+        if math.isfinite(loss):
+            try:
+                norm = opt.step(lr=lr, max_grad_norm=args.max_grad_norm or None)
+            except FloatingPointError:
+                pass
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            bad += 1
+            log.say(f"step {step}: non-finite loss {loss} / grad norm {norm}; update skipped "
+                    f"({bad} in a row)")
+            if bad >= MAX_BAD_STEPS:
+                bar.close()
+                raise UserError(f"{bad} non-finite steps in a row at step {step}: training diverged. "
+                                f"Lower --lr (now {max_lr}) or --max-grad-norm, or resume from "
+                                f"{out / 'best.ckpt'}")
+        else:
+            bad = 0
+        step += 1
+        tokens_seen += B * T
+        now = time.perf_counter()
+        tps = B * T / max(now - t_last, 1e-9)
+        t_last = now
+        log.record({"step": step, "loss": loss, "lr": lr, "grad_norm": norm, "tokens_per_s": round(tps, 1)})
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}", refresh=False)
+        bar.update(1)
+        if step % args.eval_every == 0 and step < args.max_steps:
+            last_eval = do_eval()
+        if step % args.save_every == 0:
+            save(out / "last.ckpt", "periodic")
+        if stop["sig"] is not None:
+            bar.close()
+            save(out / "last.ckpt", "interrupted")
+            log.say(f"stopped by signal {stop['sig']} at step {step}; saved {out / 'last.ckpt'}; "
+                    f"continue with: python -m codette_np.train --out {out} --resume")
+            for s, h in old.items():
+                signal.signal(s, h)
+            return 128 + stop["sig"]
+    bar.close()
+    save(out / "last.ckpt", "final")
+    last_eval = do_eval()
+    for s, h in old.items():
+        signal.signal(s, h)
+
+    # 5) export
+    if args.export_dtype != "none":
+        _export(model, tok, cfg, out, args.export_dtype, step, tokens_seen, last_eval, log, args.size)
+    return 0
+
+
+def _export(model, tok, cfg, out, dtype, step, tokens_seen, last_eval, log, size):
+    from codette_np import gguf_io
+
+    gguf = out / f"codette-{size}-{dtype}.gguf"
+    prov = {"steps": step, "tokens_seen": tokens_seen, "val_loss": last_eval["overall"]["loss"]}
+    gguf_io.write_gguf(gguf, cfg, dict(model.named_parameters()), tok, dtype=dtype, provenance=prov,
+                       name=f"codette-{size}")
+    mf = out / "Modelfile"
+    gguf_io.write_modelfile(mf, gguf.name, cfg)
+    log.say(f"exported {gguf} ({gguf.stat().st_size / 2**20:.1f} MiB) and {mf}\n"
+            f"next:\n"
+            f"  python -m codette_np.generate --checkpoint {out} --prompt 'Who are you?'\n"
+            f"  python -c \"from llama_cpp import Llama; print(Llama('{gguf}')('Hello', max_tokens=32))\"\n"
+            f"  llama-cli -m {gguf} -cnv\n"
+            f"  cd {out} && ollama create codette-{size} -f Modelfile && ollama run codette-{size}")
+
+
+def _load_resume(path, args):
+    from codette_np import checkpoint as ck
+
+    header, blobs = ck.load_checkpoint(path)
+    if header.get("format") != CKPT_FORMAT:
+        raise UserError(f"{path}: unsupported checkpoint format {header.get('format')}")
+    saved = header["args"]
+    for k in ("size", "samples", "mix", "seed", "vocab_size", "data", "no_builtin"):
+        if saved.get(k) != getattr(args, k):
+            raise UserError(f"--resume: --{k.replace('_', '-')} was {saved.get(k)!r} in the saved run, "
+                            f"now {getattr(args, k)!r}; use the same value")
+    for k in ("lr", "min_lr", "warmup_steps", "weight_decay", "max_grad_norm"):
+        if getattr(args, k) != saved.get(k):
+            raise UserError(f"--resume: --{k.replace('_', '-')} differs from the saved run "
+                            f"({saved.get(k)!r}); use the same value for an exact continuation")
+    return {"header": header, "blobs": blobs, "step": header["step"]}
+
+
+def load_model_and_tokenizer(path):
+    """(model, tokenizer, header) from a .ckpt file or a run directory (best, else last)."""
+    from codette_np import Model, ModelConfig
+    from codette_np import checkpoint as ck
+    from codette_np.tokenizer import Tokenizer
+
+    p = Path(path)
+    if p.is_dir():
+        cands = [p / "best.ckpt", p / "last.ckpt"]
+        found = [c for c in cands if c.exists()]
+        if not found:
+            raise ck.CheckpointError(f"no best.ckpt or last.ckpt in {p}")
+        p = found[0]
+    header, blobs = ck.load_checkpoint(p)
+    cfg = ModelConfig.from_dict(header["config"])
+    model = Model(cfg, init=False)
+    model.params[:] = blobs["params"]
+    tok = Tokenizer.from_proto(blobs["tokenizer"].tobytes())
+    return model, tok, header
+
+
+if __name__ == "__main__":
+    sys.exit(main())
