@@ -172,9 +172,10 @@ def _atomic_write(path: str, write) -> None:
 # --------------------------------------------------------------------------- validation
 
 def check_params(cfg: ModelConfig, params: dict) -> dict[str, np.ndarray]:
-    """Exactly the tensors of param_layout(cfg), right shapes, finite -> float32 copies.
+    """Exactly the tensors of param_layout(cfg), right shapes, finite -> float32 arrays.
 
-    Raises ValueError naming the first offending tensor.
+    Contiguous float32 inputs are used as they are (no copy); others are
+    converted. Raises ValueError naming the first offending tensor.
     """
     layout = param_layout(cfg)
     names = [n for n, _ in layout]
@@ -204,7 +205,9 @@ def tokenizer_fields(tokenizer, cfg: ModelConfig) -> dict:
 
     The end-of-turn marker is written as a CONTROL token: llama.cpp forces
     that type on `<|end|>` when loading (it is an end-of-generation token) and
-    warns when the file says otherwise.
+    warns when the file says otherwise. `add_space_prefix` comes from the
+    tokenizer's attribute of that name (True, SentencePiece's default for
+    add_dummy_prefix, when it has none).
     """
     tokens, scores, types = tokenizer.pieces_scores_types()
     tokens = [str(t) for t in tokens]
@@ -236,7 +239,11 @@ def tokenizer_fields(tokenizer, cfg: ModelConfig) -> dict:
             raise ValueError(f"tokenizer has no single token for the chat marker {m!r}")
     eot = index[chat.END]
     types[eot] = TOKEN_CONTROL
-    return dict(tokens=tokens, scores=scores, types=types, eot_id=eot, **ids)
+    add_space_prefix = getattr(tokenizer, "add_space_prefix", True)
+    if not isinstance(add_space_prefix, (bool, np.bool_)):
+        raise ValueError(f"tokenizer.add_space_prefix must be a bool, got {add_space_prefix!r}")
+    return dict(tokens=tokens, scores=scores, types=types, eot_id=eot,
+                add_space_prefix=bool(add_space_prefix), **ids)
 
 
 def _provenance_items(provenance: dict | None) -> list[tuple[str, object, GGUFValueType, GGUFValueType | None]]:
@@ -343,6 +350,7 @@ def write_gguf(path, cfg: ModelConfig, params: dict, tokenizer, dtype: str = "f1
             w.add_eot_token_id(tok["eot_id"])
             w.add_add_bos_token(True)
             w.add_add_eos_token(False)
+            w.add_add_space_prefix(tok["add_space_prefix"])
             w.add_chat_template(chat_template())
 
             for tname, shape in layout:
@@ -382,7 +390,7 @@ def read_gguf(path):
     Returns (cfg, params, tokenizer_info, metadata): params maps tensor names
     to float32 arrays in (out_features, in_features) layout; tokenizer_info
     holds model, tokens, scores, token_types, bos_id, eos_id, unk_id, eot_id,
-    add_bos, add_eos, chat_template; metadata holds every other key's value.
+    add_bos, add_eos, add_space_prefix, chat_template; metadata holds every other key's value.
     Raises ValueError naming the file when it is not a complete starcoder2 model.
     """
     path = os.fspath(path)
@@ -464,6 +472,7 @@ def read_gguf(path):
         "eot_id": get("tokenizer.ggml.eot_token_id", None),
         "add_bos": get("tokenizer.ggml.add_bos_token", True),
         "add_eos": get("tokenizer.ggml.add_eos_token", False),
+        "add_space_prefix": get("tokenizer.ggml.add_space_prefix", True),
         "chat_template": get("tokenizer.chat_template", None),
     }
     metadata = {k: v for k, v in fields.items() if not k.startswith("tokenizer.")}

@@ -24,10 +24,11 @@ CORPUS_WORDS = (
 class SentencePieceTokenizer:
     """The interface gguf_io expects, over a trained sentencepiece model."""
 
-    def __init__(self, model_file):
+    def __init__(self, model_file, add_space_prefix):
         import sentencepiece as spm
 
         self.sp = spm.SentencePieceProcessor(model_file=str(model_file))
+        self.add_space_prefix = add_space_prefix
         self.vocab_size = self.sp.get_piece_size()
         self.bos_id, self.eos_id, self.unk_id = self.sp.bos_id(), self.sp.eos_id(), self.sp.unk_id()
 
@@ -70,9 +71,10 @@ def tokenizer(tmp_path_factory):
         model_type="bpe", byte_fallback=True, normalization_rule_name="identity",
         remove_extra_whitespaces=False, user_defined_symbols=list(chat.MARKERS),
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1, hard_vocab_limit=False,
-        character_coverage=1.0, minloglevel=2,
+        character_coverage=1.0, minloglevel=2, add_dummy_prefix=False, split_digits=True,
+        allow_whitespace_only_pieces=True,
     )
-    return SentencePieceTokenizer(d / "tok.model")
+    return SentencePieceTokenizer(d / "tok.model", add_space_prefix=False)
 
 
 def make_cfg(tok, **kw):
@@ -133,6 +135,7 @@ def test_keys_tensors_and_types(tmp_path, tokenizer, dtype):
         "tokenizer.ggml.unknown_token_id": (u32, 0),
         "tokenizer.ggml.add_bos_token": (GGUFValueType.BOOL, True),
         "tokenizer.ggml.add_eos_token": (GGUFValueType.BOOL, False),
+        "tokenizer.ggml.add_space_prefix": (GGUFValueType.BOOL, False),
         "general.training.steps": (GGUFValueType.INT64, 1200),
         "general.training.tokens_seen": (GGUFValueType.INT64, 3_000_000),
         "general.training.val_loss": (GGUFValueType.FLOAT64, 2.25),
@@ -219,7 +222,7 @@ def test_round_trip_f32_is_bit_exact(tmp_path, tokenizer):
     assert tok["tokens"] == tokens
     assert (tok["bos_id"], tok["eos_id"], tok["unk_id"]) == (1, 2, 0)
     assert tok["eot_id"] == tokens.index(chat.END)
-    assert tok["add_bos"] is True and tok["add_eos"] is False
+    assert tok["add_bos"] is True and tok["add_eos"] is False and tok["add_space_prefix"] is False
     assert tok["chat_template"] == gguf_io.chat_template()
     assert len(tok["scores"]) == len(tok["token_types"]) == len(tokens)
 
@@ -371,11 +374,27 @@ def test_bad_inputs(tmp_path, tokenizer):
     bad_ids.eos_id = tokenizer.vocab_size
     fails("eos_id", tok=bad_ids)
 
+    bad_prefix = BadIds(tokenizer)
+    bad_prefix.add_space_prefix = "no"
+    fails("add_space_prefix", tok=bad_prefix)
+
     # converted, not rejected: float64 and float16 inputs
     params64 = {n: a.astype(np.float64) for n, a in good.items()}
     gguf_io.write_gguf(target, cfg, params64, tokenizer, dtype="f32")
     _, p2, _, _ = gguf_io.read_gguf(target)
     assert all(p2[n].tobytes() == good[n].tobytes() for n in good)
+
+
+def test_add_space_prefix_defaults_to_true(tmp_path, tokenizer):
+    class Plain:  # the minimal interface: no add_space_prefix attribute
+        vocab_size, bos_id, eos_id, unk_id = tokenizer.vocab_size, 1, 2, 0
+        pieces_scores_types = staticmethod(tokenizer.pieces_scores_types)
+
+    cfg = make_cfg(tokenizer)
+    path = tmp_path / "p.gguf"
+    gguf_io.write_gguf(path, cfg, make_params(cfg), Plain())
+    assert field_value(GGUFReader(path), "tokenizer.ggml.add_space_prefix") is True
+    assert gguf_io.read_gguf(path)[2]["add_space_prefix"] is True
 
 
 def _write_raw(path, arch, tensors, keys=None):
@@ -550,18 +569,41 @@ def test_write_modelfile(tmp_path, tokenizer):
 
 # --------------------------------------------------------------------------- llama.cpp
 
+LLAMA_TEXTS = [
+    chat.generation_prompt([{"role": "user", "content": "the model reads code"}]),
+    chat.render(CONVERSATIONS[2]),
+    chat.render(CONVERSATIONS[1]),
+    "  leading spaces, digits 12345 and\n\ttabs\n\n",
+    "no marker at all",
+    "<|user|>glued<|end|><|assistant|> spaced <|end|>",
+    "emoji \U0001F600 and CJK \u4e2d\u6587 use byte fallback",
+]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_llama_cpp_loads_the_file(tmp_path, tokenizer, dtype):
     llama_cpp = pytest.importorskip("llama_cpp")
     cfg = make_cfg(tokenizer)
     path = tmp_path / "m.gguf"
     gguf_io.write_gguf(path, cfg, make_params(cfg), tokenizer, dtype=dtype)
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_batch=64, verbose=False)
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=128, n_batch=128, verbose=False)
     assert llm.n_vocab() == cfg.vocab_size
-    text = chat.generation_prompt([{"role": "user", "content": "the model reads code"}])
-    ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
-    sp_ids = [tokenizer.bos_id] + tokenizer.sp.encode(text)
-    assert ids == sp_ids
+    for text in LLAMA_TEXTS:
+        ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        assert ids == [tokenizer.bos_id] + tokenizer.sp.encode(text), text
+    ids = llm.tokenize(LLAMA_TEXTS[0].encode("utf-8"), add_bos=True, special=True)
+    llm.reset()
     llm.eval(ids)
     logits = np.array(llm.scores[llm.n_tokens - 1])
     assert logits.shape == (cfg.vocab_size,) and np.isfinite(logits).all()
+    assert llm.token_eos() == tokenizer.eos_id
+
+
+def test_llama_cpp_python_chat_formatter_uses_the_template():
+    pytest.importorskip("llama_cpp")
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    fmt = Jinja2ChatFormatter(gguf_io.chat_template(), eos_token="</s>", bos_token="<s>",
+                              add_generation_prompt=True)
+    for conv in CONVERSATIONS:
+        assert fmt(messages=conv).prompt == chat.generation_prompt(conv)
