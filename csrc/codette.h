@@ -26,6 +26,63 @@ double grad_norm_sq(const float *x, int64_t n);
 
 /* ---- element-wise and row kernels (embedding.c, layernorm.c, ops.c, crossentropy.c) ---- */
 
+/* Kernels that need scratch memory return 0, or -1 when malloc failed.
+ * Output gradients are written (=), except embedding_backward (adds). */
+
+/* embedding.c */
+/* out (N, C) = wte[tokens]; tokens (N,) in [0, V); wte (V, C) */
+void embedding_forward(float *out, const int32_t *tokens, const float *wte,
+                       int64_t N, int64_t C);
+/* dwte (V, C) += scatter of dout (N, C) rows at tokens (N,) */
+void embedding_backward(float *dwte, const float *dout, const int32_t *tokens,
+                        int64_t N, int64_t V, int64_t C);
+
+/* layernorm.c */
+/* out (N, C), mean (N,), rstd (N,) <- inp (N, C), weight (C,), bias (C,) */
+void layernorm_forward(float *out, float *mean, float *rstd,
+                       const float *inp, const float *weight, const float *bias,
+                       float eps, int64_t N, int64_t C);
+/* dinp (N, C), dweight (C,), dbias (C,) <- dout (N, C), inp (N, C),
+ * weight (C,), mean (N,), rstd (N,) */
+int layernorm_backward(float *dinp, float *dweight, float *dbias,
+                       const float *dout, const float *inp, const float *weight,
+                       const float *mean, const float *rstd, int64_t N, int64_t C);
+
+/* ops.c */
+/* out (N, O) += bias (O,) */
+void bias_forward(float *out, const float *bias, int64_t N, int64_t O);
+/* dbias (O,) = column sums of dout (N, O) */
+int bias_backward(float *dbias, const float *dout, int64_t N, int64_t O);
+/* out (N, C) = resid (N, C) + branch (N, C) + bias (C,); out may alias branch */
+void residual_forward(float *out, const float *resid, const float *branch,
+                      const float *bias, int64_t N, int64_t C);
+/* dresid (n,) += dbranch (n,) */
+void residual_backward(float *dresid, const float *dbranch, int64_t n);
+/* out, inp: (B, T, NH, hs) with the last two dims contiguous; *_sb and *_st
+ * are the element strides of their B and T dims; cos, sin (T, hs/2).
+ * out may be inp (same pointer and strides). */
+void rope_forward(float *out, const float *inp, const float *cos, const float *sin,
+                  int64_t B, int64_t T, int64_t NH, int64_t hs,
+                  int64_t out_sb, int64_t out_st, int64_t inp_sb, int64_t inp_st);
+/* dinp, dout: (B, T, NH, hs) strided as in rope_forward; dinp may be dout */
+void rope_backward(float *dinp, const float *dout, const float *cos, const float *sin,
+                   int64_t B, int64_t T, int64_t NH, int64_t hs,
+                   int64_t dinp_sb, int64_t dinp_st, int64_t dout_sb, int64_t dout_st);
+/* out (n,) = gelu_tanh(inp (n,)) */
+void gelu_forward(float *out, const float *inp, int64_t n);
+/* dinp (n,) = dout (n,) * gelu_tanh'(inp (n,)) */
+void gelu_backward(float *dinp, const float *dout, const float *inp, int64_t n);
+/* y (n,) = exp(x (n,) - shift), returns the sum of y in double; y may alias x.
+ * Shared with crossentropy.c. */
+double exp_shifted_sum(float *y, const float *x, float shift, int64_t n);
+
+/* crossentropy.c */
+/* losses (R,), dlogits (R, V) <- logits (R, V), targets (R,) in [-1, V);
+ * target -1: loss 0, zero gradient. dlogits may alias logits. */
+void crossentropy_forward_backward(float *losses, float *dlogits, const float *logits,
+                                   const int32_t *targets, float dscale,
+                                   int64_t R, int64_t V);
+
 /* ---- end element-wise and row kernels ---- */
 
 /* ---- attention (attention.c) ---- */

@@ -40,6 +40,237 @@ def grad_norm_sq(grads):
 
 
 # ---- element-wise and row kernels ----
+# Shapes are checked here, before any pointer reaches C; outputs must be
+# writable; an output may be exactly one of its inputs where ref.py allows it
+# (the C loops read each element before writing it), but never partly overlap.
+
+
+def _check(name: str, a, shape, out: bool = False, dtype=np.float32):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name}: C kernels take {np.dtype(dtype)}, got {a.dtype}")
+    if shape is not None and a.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {a.shape}, expected {tuple(shape)}")
+    if out and not a.flags.writeable:
+        raise ValueError(f"{name} is an output and must be writable")
+
+
+def _arg(name: str, a, shape, out: bool = False, dtype=np.float32, ctype="float *"):
+    """Checked pointer to a C-contiguous array."""
+    _check(name, a, shape, out, dtype)
+    return _ptr(a, ctype, dtype)
+
+
+def _view_arg(name: str, a, shape, out: bool = False):
+    """Checked pointer to a float32 (B, T, NH, hs) view whose last two dims are
+    contiguous, e.g. q inside the (N, 3C) qkv buffer, and its B and T strides
+    in elements. The pointer is taken from the contiguous array owning the
+    memory (kept alive and bounds-checked by cffi) plus the view's offset."""
+    _check(name, a, shape, out)
+    isz = a.itemsize
+    st = a.strides
+    if any(s < 0 or s % isz for n, s in zip(a.shape, st) if n > 1):
+        raise ValueError(f"{name}: strides {st} must be non-negative multiples of {isz}")
+    if (a.shape[3] > 1 and st[3] != isz) or (a.shape[2] > 1 and st[2] != a.shape[3] * isz):
+        raise ValueError(f"{name}: the last two dims (NH, hs) must be contiguous, strides {st}")
+    base = a
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    if not base.flags.c_contiguous:
+        raise ValueError(f"{name}: the array owning the view's memory must be C-contiguous")
+    off = a.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+    end = off + sum((n - 1) * s for n, s in zip(a.shape, st)) + isz
+    if off < 0 or off % isz or end > base.nbytes:
+        raise ValueError(f"{name}: view lies outside its base array")
+    buf = ffi.cast("float *", ffi.from_buffer(base, require_writable=out))
+    sb = st[0] // isz if a.shape[0] > 1 else 0
+    stt = st[1] // isz if a.shape[1] > 1 else 0
+    return buf + off // isz, sb, stt
+
+
+def _no_overlap(out_name: str, out, in_name: str, inp, allow_same: bool = True):
+    """An output may be its input exactly (same memory, same layout), nothing in between."""
+    if not np.may_share_memory(out, inp):
+        return
+    same = (out.__array_interface__["data"][0] == inp.__array_interface__["data"][0]
+            and out.strides == inp.strides and out.shape == inp.shape)
+    if not (same and allow_same):
+        raise ValueError(f"{out_name} overlaps {in_name}"
+                         + ("" if allow_same else "; this kernel needs separate buffers")
+                         + " (only an exact alias is allowed where ref.py says so)")
+
+
+def _check_ids(name: str, ids, lo: int, hi: int):
+    if ids.size and (int(ids.min()) < lo or int(ids.max()) >= hi):
+        raise IndexError(f"{name} holds ids outside [{lo}, {hi})")
+
+
+def _status(rc: int, name: str):
+    if rc != 0:
+        raise MemoryError(f"{name}: the C kernel could not allocate its scratch buffer")
+
+
+def embedding_forward(out, tokens, wte):
+    _check("wte", wte, None)
+    if wte.ndim != 2:
+        raise ValueError(f"wte must be (V, C), got shape {wte.shape}")
+    V, C = wte.shape
+    _check("tokens", tokens, None, dtype=np.int32)
+    if tokens.ndim != 1:
+        raise ValueError(f"tokens must be (N,), got shape {tokens.shape}")
+    N = tokens.shape[0]
+    po = _arg("out", out, (N, C), out=True)
+    _no_overlap("out", out, "wte", wte, allow_same=False)
+    _check_ids("tokens", tokens, 0, V)
+    if N and C:
+        lib.embedding_forward(po, _arg("tokens", tokens, (N,), dtype=np.int32, ctype="int32_t *"),
+                              _arg("wte", wte, (V, C)), N, C)
+
+
+def embedding_backward(dwte, dout, tokens):
+    _check("dwte", dwte, None, out=True)
+    if dwte.ndim != 2:
+        raise ValueError(f"dwte must be (V, C), got shape {dwte.shape}")
+    V, C = dwte.shape
+    _check("tokens", tokens, None, dtype=np.int32)
+    if tokens.ndim != 1:
+        raise ValueError(f"tokens must be (N,), got shape {tokens.shape}")
+    N = tokens.shape[0]
+    pd = _arg("dout", dout, (N, C))
+    _no_overlap("dwte", dwte, "dout", dout, allow_same=False)
+    _check_ids("tokens", tokens, 0, V)
+    if N and C:
+        lib.embedding_backward(_arg("dwte", dwte, (V, C), out=True), pd,
+                               _arg("tokens", tokens, (N,), dtype=np.int32, ctype="int32_t *"),
+                               N, V, C)
+
+
+def layernorm_forward(out, mean, rstd, inp, weight, bias, eps):
+    _check("inp", inp, None)
+    if inp.ndim != 2:
+        raise ValueError(f"inp must be (N, C), got shape {inp.shape}")
+    N, C = inp.shape
+    args = (_arg("out", out, (N, C), out=True), _arg("mean", mean, (N,), out=True),
+            _arg("rstd", rstd, (N,), out=True), _arg("inp", inp, (N, C)),
+            _arg("weight", weight, (C,)), _arg("bias", bias, (C,)))
+    _no_overlap("out", out, "inp", inp)
+    if N and C:
+        lib.layernorm_forward(*args, float(eps), N, C)
+
+
+def layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd):
+    _check("inp", inp, None)
+    if inp.ndim != 2:
+        raise ValueError(f"inp must be (N, C), got shape {inp.shape}")
+    N, C = inp.shape
+    args = (_arg("dinp", dinp, (N, C), out=True), _arg("dweight", dweight, (C,), out=True),
+            _arg("dbias", dbias, (C,), out=True), _arg("dout", dout, (N, C)),
+            _arg("inp", inp, (N, C)), _arg("weight", weight, (C,)),
+            _arg("mean", mean, (N,)), _arg("rstd", rstd, (N,)))
+    _no_overlap("dinp", dinp, "dout", dout)
+    _no_overlap("dinp", dinp, "inp", inp)
+    if C:
+        _status(lib.layernorm_backward(*args, N, C), "layernorm_backward")
+
+
+def bias_forward(out, bias):
+    _check("out", out, None, out=True)
+    _check("bias", bias, None)
+    O = bias.shape[0] if bias.ndim == 1 else -1
+    if O < 0 or out.ndim < 1 or out.shape[-1] != O:
+        raise ValueError(f"bias_forward: out {out.shape} must end in bias's length, bias {bias.shape}")
+    po = _arg("out", out, None, out=True)
+    _no_overlap("out", out, "bias", bias, allow_same=False)
+    if out.size:
+        lib.bias_forward(po, _ptr(bias), out.size // O, O)
+
+
+def bias_backward(dbias, dout):
+    _check("dout", dout, None)
+    if dout.ndim < 1:
+        raise ValueError("bias_backward: dout must have at least one dim")
+    O = dout.shape[-1]
+    pb = _arg("dbias", dbias, (O,), out=True)
+    _no_overlap("dbias", dbias, "dout", dout, allow_same=False)
+    if O:
+        _status(lib.bias_backward(pb, _arg("dout", dout, None), dout.size // O, O), "bias_backward")
+
+
+def residual_forward(out, resid, branch, bias):
+    _check("resid", resid, None)
+    if resid.ndim != 2:
+        raise ValueError(f"resid must be (N, C), got shape {resid.shape}")
+    N, C = resid.shape
+    args = (_arg("out", out, (N, C), out=True), _arg("resid", resid, (N, C)),
+            _arg("branch", branch, (N, C)), _arg("bias", bias, (C,)))
+    _no_overlap("out", out, "resid", resid)
+    _no_overlap("out", out, "branch", branch)
+    _no_overlap("out", out, "bias", bias, allow_same=False)
+    if N and C:
+        lib.residual_forward(*args, N, C)
+
+
+def residual_backward(dresid, dbranch):
+    pr = _arg("dresid", dresid, None, out=True)
+    pb = _arg("dbranch", dbranch, dresid.shape)
+    _no_overlap("dresid", dresid, "dbranch", dbranch, allow_same=False)
+    if dresid.size:
+        lib.residual_backward(pr, pb, dresid.size)
+
+
+def _rope(fn, name_out, out, name_in, inp, cos, sin):
+    _check(name_in, inp, None)
+    if inp.ndim != 4 or inp.shape[3] % 2:
+        raise ValueError(f"{name_in} must be (B, T, NH, hs) with hs even, got shape {inp.shape}")
+    B, T, NH, hs = inp.shape
+    po, osb, ost = _view_arg(name_out, out, inp.shape, out=True)
+    pi, isb, ist = _view_arg(name_in, inp, inp.shape)
+    pc, ps = _arg("cos", cos, (T, hs // 2)), _arg("sin", sin, (T, hs // 2))
+    _no_overlap(name_out, out, name_in, inp)
+    if inp.size:
+        fn(po, pi, pc, ps, B, T, NH, hs, osb, ost, isb, ist)
+
+
+def rope_forward(out, inp, cos, sin):
+    _rope(lib.rope_forward, "out", out, "inp", inp, cos, sin)
+
+
+def rope_backward(dinp, dout, cos, sin):
+    _rope(lib.rope_backward, "dinp", dinp, "dout", dout, cos, sin)
+
+
+def gelu_forward(out, inp):
+    _check("inp", inp, None)
+    po, pi = _arg("out", out, inp.shape, out=True), _arg("inp", inp, None)
+    _no_overlap("out", out, "inp", inp)
+    if inp.size:
+        lib.gelu_forward(po, pi, inp.size)
+
+
+def gelu_backward(dinp, dout, inp):
+    _check("inp", inp, None)
+    args = (_arg("dinp", dinp, inp.shape, out=True), _arg("dout", dout, inp.shape),
+            _arg("inp", inp, None))
+    _no_overlap("dinp", dinp, "dout", dout)
+    _no_overlap("dinp", dinp, "inp", inp)
+    if inp.size:
+        lib.gelu_backward(*args, inp.size)
+
+
+def crossentropy_forward_backward(losses, dlogits, logits, targets, dscale):
+    _check("logits", logits, None)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be (R, V), got shape {logits.shape}")
+    R, V = logits.shape
+    args = (_arg("losses", losses, (R,), out=True), _arg("dlogits", dlogits, (R, V), out=True),
+            _arg("logits", logits, (R, V)),
+            _arg("targets", targets, (R,), dtype=np.int32, ctype="int32_t *"))
+    _no_overlap("dlogits", dlogits, "logits", logits)
+    _no_overlap("losses", losses, "logits", logits, allow_same=False)
+    _check_ids("targets", targets, -1, V)
+    if R and V:
+        lib.crossentropy_forward_backward(*args, float(dscale), R, V)
 
 # ---- end element-wise and row kernels ----
 

@@ -1,0 +1,282 @@
+/* Element-wise and row kernels: bias, residual, RoPE, GELU, and the
+ * vectorized exp they share with crossentropy.c.
+ * Oracle: the functions of the same names in codette_np/kernels/ref.py.
+ *
+ * Threads split rows, or fixed blocks of ELT_BLOCK elements for the flat
+ * kernels, so where the vector loop ends and the scalar tail starts never
+ * depends on the thread count: results are identical for any thread count. */
+#include <stdlib.h>
+#include <math.h>
+#include "codette.h"
+#include "simd.h"
+
+#define ELT_BLOCK 4096  /* elements per work item of the flat kernels (multiple of VF) */
+#define BIAS_BLOCKS 32  /* row blocks of the bias_backward column sums */
+
+/* ------------------------------------------------------------------------
+ * vf_exp(x): exp of each lane, about 1 ulp, with exp(+inf) = +inf,
+ * exp(-inf) = 0, exp(NaN) = NaN, overflow to +inf and underflow through
+ * subnormals to 0. exp(x) = 2^n exp(r), n = round(x / ln2), r = x - n ln2
+ * (ln2 in two parts), exp(r) by the Cephes expf polynomial.
+ * vf_clamp keeps NaN: max/min return their second operand when one is NaN. */
+#define EXP_LO (-104.0f)  /* exp(-104) rounds to 0 */
+#define EXP_HI 89.0f      /* exp(89) overflows to +inf */
+
+static inline vf_t exp_reduced(vf_t x, vf_t n) {
+    vf_t r = vf_fma(n, vf_set1(-0.693359375f), x);
+    r = vf_fma(n, vf_set1(2.12194440e-4f), r);
+    vf_t p = vf_set1(1.9875691500e-4f);
+    p = vf_fma(p, r, vf_set1(1.3981999507e-3f));
+    p = vf_fma(p, r, vf_set1(8.3334519073e-3f));
+    p = vf_fma(p, r, vf_set1(4.1665795894e-2f));
+    p = vf_fma(p, r, vf_set1(1.6666665459e-1f));
+    p = vf_fma(p, r, vf_set1(5.0000001201e-1f));
+    return vf_add(vf_fma(vf_mul(r, r), p, r), vf_set1(1.0f));
+}
+
+#if defined(__AVX512F__)
+static inline vf_t vf_clamp(vf_t x, float lo, float hi) {
+    return _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), x));
+}
+static inline vf_t vf_exp(vf_t x) {
+    x = vf_clamp(x, EXP_LO, EXP_HI);
+    vf_t n = _mm512_roundscale_ps(vf_mul(x, vf_set1(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm512_scalef_ps(exp_reduced(x, n), n);  /* p * 2^n, saturating */
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+static inline vf_t vf_clamp(vf_t x, float lo, float hi) {
+    return _mm256_min_ps(_mm256_set1_ps(hi), _mm256_max_ps(_mm256_set1_ps(lo), x));
+}
+static inline __m256 pow2i(__m256i k) {  /* 2^k for k in [-126, 127] */
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
+}
+static inline vf_t vf_exp(vf_t x) {
+    x = vf_clamp(x, EXP_LO, EXP_HI);
+    vf_t n = _mm256_round_ps(vf_mul(x, vf_set1(1.44269504088896341f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    vf_t p = exp_reduced(x, n);
+    /* n in [-150, 129]: scale in two halves so both powers are normal floats */
+    __m256i k = _mm256_cvtps_epi32(n);
+    __m256i k1 = _mm256_srai_epi32(k, 1);
+    return vf_mul(vf_mul(p, pow2i(k1)), pow2i(_mm256_sub_epi32(k, k1)));
+}
+#else
+/* other ISAs: libm expf lane by lane (correct, not fast) */
+static inline vf_t vf_clamp(vf_t x, float lo, float hi) {
+    float t[VF];
+    vf_store(t, x);
+    for (int i = 0; i < VF; i++) t[i] = t[i] < lo ? lo : (t[i] > hi ? hi : t[i]);
+    return vf_load(t);
+}
+static inline vf_t vf_exp(vf_t x) {
+    float t[VF];
+    vf_store(t, x);
+    for (int i = 0; i < VF; i++) t[i] = expf(t[i]);
+    return vf_load(t);
+}
+#endif
+
+/* y (n,) = exp(x (n,) - shift); returns sum(y) in double. y may alias x. */
+double exp_shifted_sum(float *y, const float *x, float shift, int64_t n) {
+    const vf_t vs = vf_set1(shift);
+    double total = 0.0;
+    int64_t i = 0;
+    /* float lanes over chunks of 64 vectors, chunk sums added in double */
+    while (i + VF <= n) {
+        int64_t end = i + 64 * VF < n ? i + 64 * VF : n;
+        vf_t acc = vf_set1(0.0f);
+        for (; i + VF <= end; i += VF) {
+            vf_t e = vf_exp(vf_sub(vf_load(x + i), vs));
+            vf_store(y + i, e);
+            acc = vf_add(acc, e);
+        }
+        total += (double)vf_hsum(acc);
+    }
+    for (; i < n; i++) {
+        y[i] = expf(x[i] - shift);
+        total += (double)y[i];
+    }
+    return total;
+}
+
+/* ------------------------------------------------------------------------
+ * bias, residual */
+
+/* out (N, O) += bias (O,) */
+void bias_forward(float *out, const float *bias, int64_t N, int64_t O) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        float *y = out + n * O;  /* (O,) */
+        int64_t c = 0;
+        for (; c + VF <= O; c += VF) vf_store(y + c, vf_add(vf_load(y + c), vf_load(bias + c)));
+        for (; c < O; c++) y[c] += bias[c];
+    }
+}
+
+/* dbias (O,) = column sums of dout (N, O): a fixed number of row blocks,
+ * each summed in row order, then the block sums added in order.
+ * Returns -1 if scratch allocation fails. */
+int bias_backward(float *dbias, const float *dout, int64_t N, int64_t O) {
+    int64_t nblk = N < BIAS_BLOCKS ? N : BIAS_BLOCKS;
+    float *part = (float *)malloc(sizeof(float) * (size_t)((nblk > 0 ? nblk : 1) * O));  /* (nblk, O) */
+    if (part == NULL) return -1;
+    #pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < nblk; b++) {
+        float *p = part + b * O;  /* (O,) */
+        for (int64_t c = 0; c < O; c++) p[c] = 0.0f;
+        for (int64_t n = b * N / nblk; n < (b + 1) * N / nblk; n++) {
+            const float *dy = dout + n * O;  /* (O,) */
+            int64_t c = 0;
+            for (; c + VF <= O; c += VF) vf_store(p + c, vf_add(vf_load(p + c), vf_load(dy + c)));
+            for (; c < O; c++) p[c] += dy[c];
+        }
+    }
+    #pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < O; c++) {
+        float s = 0.0f;
+        for (int64_t b = 0; b < nblk; b++) s += part[b * O + c];
+        dbias[c] = s;
+    }
+    free(part);
+    return 0;
+}
+
+/* out (N, C) = (resid (N, C) + branch (N, C)) + bias (C,); out may alias branch */
+void residual_forward(float *out, const float *resid, const float *branch,
+                      const float *bias, int64_t N, int64_t C) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const float *a = resid + n * C, *b = branch + n * C;  /* (C,) */
+        float *y = out + n * C;                               /* (C,) */
+        int64_t c = 0;
+        for (; c + VF <= C; c += VF)
+            vf_store(y + c, vf_add(vf_add(vf_load(a + c), vf_load(b + c)), vf_load(bias + c)));
+        for (; c < C; c++) y[c] = (a[c] + b[c]) + bias[c];
+    }
+}
+
+/* dresid (n,) += dbranch (n,) */
+void residual_backward(float *dresid, const float *dbranch, int64_t n) {
+    int64_t nblk = (n + ELT_BLOCK - 1) / ELT_BLOCK;
+    #pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < nblk; b++) {
+        int64_t i = b * ELT_BLOCK, end = i + ELT_BLOCK < n ? i + ELT_BLOCK : n;
+        for (; i + VF <= end; i += VF)
+            vf_store(dresid + i, vf_add(vf_load(dresid + i), vf_load(dbranch + i)));
+        for (; i < end; i++) dresid[i] += dbranch[i];
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * RoPE, NEOX style: pairs (j, j + hs/2) of each head rotated by theta_{t,j}.
+ * sgn = +1 rotates by +theta (forward), -1 by -theta (backward). */
+
+static void rope_rotate(float *out, const float *inp, const float *cos, const float *sin,
+                        int64_t B, int64_t T, int64_t NH, int64_t hs,
+                        int64_t out_sb, int64_t out_st, int64_t inp_sb, int64_t inp_st,
+                        float sgn) {
+    const int64_t h = hs / 2;
+    #pragma omp parallel for schedule(static)
+    for (int64_t bt = 0; bt < B * T; bt++) {
+        const int64_t b = bt / T, t = bt % T;
+        const float *ct = cos + t * h, *st = sin + t * h;  /* (h,) */
+        for (int64_t nh = 0; nh < NH; nh++) {
+            const float *x = inp + b * inp_sb + t * inp_st + nh * hs;  /* (hs,) */
+            float *y = out + b * out_sb + t * out_st + nh * hs;        /* (hs,) */
+            int64_t j = 0;
+            for (; j + VF <= h; j += VF) {
+                vf_t x1 = vf_load(x + j), x2 = vf_load(x + h + j);
+                vf_t c = vf_load(ct + j), s = vf_mul(vf_set1(sgn), vf_load(st + j));
+                vf_store(y + j, vf_sub(vf_mul(x1, c), vf_mul(x2, s)));
+                vf_store(y + h + j, vf_add(vf_mul(x2, c), vf_mul(x1, s)));
+            }
+            for (; j < h; j++) {
+                float x1 = x[j], x2 = x[h + j], c = ct[j], s = sgn * st[j];
+                y[j] = x1 * c - x2 * s;
+                y[h + j] = x2 * c + x1 * s;
+            }
+        }
+    }
+}
+
+/* out, inp (B, T, NH, hs) strided; cos, sin (T, hs/2) */
+void rope_forward(float *out, const float *inp, const float *cos, const float *sin,
+                  int64_t B, int64_t T, int64_t NH, int64_t hs,
+                  int64_t out_sb, int64_t out_st, int64_t inp_sb, int64_t inp_st) {
+    rope_rotate(out, inp, cos, sin, B, T, NH, hs, out_sb, out_st, inp_sb, inp_st, 1.0f);
+}
+
+/* dinp, dout (B, T, NH, hs) strided; cos, sin (T, hs/2) */
+void rope_backward(float *dinp, const float *dout, const float *cos, const float *sin,
+                   int64_t B, int64_t T, int64_t NH, int64_t hs,
+                   int64_t dinp_sb, int64_t dinp_st, int64_t dout_sb, int64_t dout_st) {
+    rope_rotate(dinp, dout, cos, sin, B, T, NH, hs, dinp_sb, dinp_st, dout_sb, dout_st, -1.0f);
+}
+
+/* ------------------------------------------------------------------------
+ * GELU, tanh approximation, written with the logistic function:
+ *   0.5 (1 + tanh(u)) = s = 1 / (1 + e),  e = exp(-2u),  u = c (x + a x^3)
+ *   gelu(x)  = x s
+ *   gelu'(x) = s + 2 x s (1 - s) c (1 + 3 a x^2),  1 - s = 1 / (1 + 1/e)
+ * This avoids the cancellation of 1 + tanh(u) for negative x, never
+ * overflows to NaN for large finite |x| (x^2 in the derivative is taken of x
+ * clamped to +-1e4; beyond that the term is 0), and gives the reference's
+ * inf/NaN: gelu(+inf) = +inf, gelu(-inf) = NaN, gelu'(+-inf) = NaN. */
+#define GELU_C 0.7978845608028654f  /* sqrt(2 / pi) */
+#define GELU_A 0.044715f
+
+static inline float gelu_scalar(float x) {
+    float u = GELU_C * (x + GELU_A * x * x * x);
+    return x / (1.0f + expf(-2.0f * u));
+}
+
+static inline float gelu_grad_scalar(float x) {
+    float u = GELU_C * (x + GELU_A * x * x * x);
+    float e = expf(-2.0f * u);
+    float s = 1.0f / (1.0f + e), sm = 1.0f / (1.0f + 1.0f / e);
+    float xc = x < -1e4f ? -1e4f : (x > 1e4f ? 1e4f : x);
+    float dt = GELU_C * (1.0f + 3.0f * GELU_A * xc * xc);
+    return s + x * (2.0f * s * sm) * dt;  /* 2 s sm first: 2x may overflow */
+}
+
+/* out (n,) = gelu(inp (n,)) */
+void gelu_forward(float *out, const float *inp, int64_t n) {
+    const vf_t one = vf_set1(1.0f), ka = vf_set1(GELU_A), k2c = vf_set1(-2.0f * GELU_C);
+    int64_t nblk = (n + ELT_BLOCK - 1) / ELT_BLOCK;
+    #pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < nblk; b++) {
+        int64_t i = b * ELT_BLOCK, end = i + ELT_BLOCK < n ? i + ELT_BLOCK : n;
+        for (; i + VF <= end; i += VF) {
+            vf_t x = vf_load(inp + i);
+            vf_t x3 = vf_mul(vf_mul(x, x), x);
+            vf_t e = vf_exp(vf_mul(k2c, vf_fma(ka, x3, x)));  /* exp(-2u) */
+            vf_store(out + i, vf_div(x, vf_add(one, e)));
+        }
+        for (; i < end; i++) out[i] = gelu_scalar(inp[i]);
+    }
+}
+
+/* dinp (n,) = dout (n,) * gelu'(inp (n,)) */
+void gelu_backward(float *dinp, const float *dout, const float *inp, int64_t n) {
+    const vf_t one = vf_set1(1.0f), two = vf_set1(2.0f), ka = vf_set1(GELU_A),
+               k2c = vf_set1(-2.0f * GELU_C), kc = vf_set1(GELU_C),
+               k3a = vf_set1(3.0f * GELU_A);
+    int64_t nblk = (n + ELT_BLOCK - 1) / ELT_BLOCK;
+    #pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < nblk; b++) {
+        int64_t i = b * ELT_BLOCK, end = i + ELT_BLOCK < n ? i + ELT_BLOCK : n;
+        for (; i + VF <= end; i += VF) {
+            vf_t x = vf_load(inp + i);
+            vf_t x2 = vf_mul(x, x);
+            vf_t e = vf_exp(vf_mul(k2c, vf_fma(ka, vf_mul(x2, x), x)));
+            vf_t s = vf_div(one, vf_add(one, e));
+            vf_t sm = vf_div(one, vf_add(one, vf_div(one, e)));
+            vf_t xc = vf_clamp(x, -1e4f, 1e4f);
+            vf_t dt = vf_mul(kc, vf_fma(k3a, vf_mul(xc, xc), one));
+            vf_t g = vf_fma(vf_mul(x, vf_mul(two, vf_mul(s, sm))), dt, s);
+            vf_store(dinp + i, vf_mul(vf_load(dout + i), g));
+        }
+        for (; i < end; i++) dinp[i] = dout[i] * gelu_grad_scalar(inp[i]);
+    }
+}

@@ -1,0 +1,495 @@
+"""Every kernel of every available backend against the float64 oracle.
+
+Each case builds float32 inputs, runs the backend's kernel on them with its
+outputs inside guard buffers, runs the NumPy reference on the same values cast
+to float64, and compares each output with the kernel's tolerance from
+KERNEL_TOL (relative max error, max|got - oracle| / max|oracle|).
+
+Backends come from codette_np.backend.available(): a backend that is not
+available is skipped, except the C backend when CI is set, which fails.
+Attention is tested elsewhere.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codette_np import Model, ModelConfig
+from codette_np import backend as be
+from codette_np.kernels import ref
+from conftest import rel_err
+
+# max|float32 backend - float64 oracle| / max|oracle|, per kernel (every output).
+# About 4-10x the error of the float32 NumPy reference on these cases.
+KERNEL_TOL = {
+    "embedding_forward": 0.0,  # a copy
+    "embedding_backward": 1e-6,
+    "layernorm_forward": 2e-6,
+    "layernorm_backward": 2e-6,
+    "bias_forward": 1e-6,
+    "bias_backward": 2e-6,
+    "residual_forward": 1e-6,
+    "residual_backward": 1e-6,
+    "rope_forward": 1e-6,
+    "rope_backward": 1e-6,
+    "gelu_forward": 1e-6,
+    "gelu_backward": 5e-6,  # the reference's 1 + tanh(u) cancels for x < 0
+    "crossentropy_forward_backward": 2e-6,
+}
+MODEL_TOL = 1e-4  # nano model: loss, every gradient and the logits
+
+ROW_SHAPES = [(1, 1), (1, 37), (3, 80), (37, 64), (65, 512), (4, 1000)]  # (N, C)
+EMB_SHAPES = [(1, 1, 1), (7, 5, 37), (64, 33, 80), (300, 257, 64)]  # (N, V, C)
+ROPE_SHAPES = [(1, 1, 1, 2), (2, 5, 3, 80), (1, 37, 2, 64), (3, 7, 4, 6), (2, 17, 1, 34)]  # (B, T, NH, hs)
+FLAT_SHAPES = [(1, 1), (1, 37), (3, 80), (16, 1000), (3, 4099)]  # (N, F)
+CE_SHAPES = [(1, 1), (1, 37), (5, 257), (17, 1001), (3, 16384)]  # (R, V)
+
+GUARD = 67  # guard elements on each side of every output (odd: misaligns the output)
+SENTINEL = np.float32(-31337.25)
+
+
+# ---------------------------------------------------------------------------
+# backends
+
+
+@pytest.fixture(params=be.ORDER)
+def K(request):
+    return _backend(request.param)
+
+
+def _backend(name):
+    why = be.available()[name]
+    if why is not None:
+        if name == "c" and os.environ.get("CI"):
+            pytest.fail(f"CI requires the C backend: {why}")
+        pytest.skip(why)
+    return be.get(name)
+
+
+def test_c_backend_is_available():
+    """Fails under CI when the C extension is missing; skips elsewhere."""
+    why = be.available()["c"]
+    if why is not None:
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    assert all(src == "c" for k, src in be.get("c").sources.items()
+               if not k.startswith("attention"))
+
+
+# ---------------------------------------------------------------------------
+# cases: each returns (outs, ins, call); outs holds the outputs' initial
+# float32 content (garbage for written outputs, values for accumulated ones)
+
+
+def _f32(rng, *shape, scale=1.0, shift=0.0):
+    return (rng.standard_normal(shape) * scale + shift).astype(np.float32)
+
+
+def case_embedding_forward(rng, N, V, C):
+    ins = dict(tokens=rng.integers(0, V, N).astype(np.int32), wte=_f32(rng, V, C))
+    return dict(out=_f32(rng, N, C)), ins, lambda f, o, i: f(o["out"], i["tokens"], i["wte"])
+
+
+def case_embedding_backward(rng, N, V, C):
+    ins = dict(dout=_f32(rng, N, C), tokens=rng.integers(0, V, N).astype(np.int32))
+    return (dict(dwte=_f32(rng, V, C)), ins,
+            lambda f, o, i: f(o["dwte"], i["dout"], i["tokens"]))
+
+
+def case_layernorm_forward(rng, N, C):
+    ins = dict(inp=_f32(rng, N, C, scale=2.0, shift=3.0), weight=_f32(rng, C, shift=1.0),
+               bias=_f32(rng, C))
+    outs = dict(out=_f32(rng, N, C), mean=_f32(rng, N), rstd=_f32(rng, N))
+    return outs, ins, lambda f, o, i: f(o["out"], o["mean"], o["rstd"], i["inp"], i["weight"],
+                                        i["bias"], 1e-5)
+
+
+def case_layernorm_backward(rng, N, C):
+    inp = _f32(rng, N, C, scale=2.0, shift=3.0)
+    mean, rstd = np.empty(N), np.empty(N)
+    ref.layernorm_forward(np.empty((N, C)), mean, rstd, inp.astype(np.float64), np.ones(C),
+                          np.zeros(C), 1e-5)
+    ins = dict(dout=_f32(rng, N, C), inp=inp, weight=_f32(rng, C, shift=1.0),
+               mean=mean.astype(np.float32), rstd=rstd.astype(np.float32))
+    outs = dict(dinp=_f32(rng, N, C), dweight=_f32(rng, C), dbias=_f32(rng, C))
+    return outs, ins, lambda f, o, i: f(o["dinp"], o["dweight"], o["dbias"], i["dout"], i["inp"],
+                                        i["weight"], i["mean"], i["rstd"])
+
+
+def case_bias_forward(rng, N, C):
+    return dict(out=_f32(rng, N, C)), dict(bias=_f32(rng, C)), lambda f, o, i: f(o["out"], i["bias"])
+
+
+def case_bias_backward(rng, N, C):
+    return dict(dbias=_f32(rng, C)), dict(dout=_f32(rng, N, C)), lambda f, o, i: f(o["dbias"], i["dout"])
+
+
+def case_residual_forward(rng, N, C):
+    ins = dict(resid=_f32(rng, N, C), branch=_f32(rng, N, C), bias=_f32(rng, C))
+    return (dict(out=_f32(rng, N, C)), ins,
+            lambda f, o, i: f(o["out"], i["resid"], i["branch"], i["bias"]))
+
+
+def case_residual_backward(rng, N, C):
+    return (dict(dresid=_f32(rng, N, C)), dict(dbranch=_f32(rng, N, C)),
+            lambda f, o, i: f(o["dresid"], i["dbranch"]))
+
+
+def _rope_case(rng, B, T, NH, hs):
+    cos, sin = ref.rope_tables(T + 3, hs, 10000.0, np.float32, pos0=5)
+    ins = dict(inp=_f32(rng, B, T, NH, hs), cos=cos[:T].copy(), sin=sin[:T].copy())
+    return dict(out=_f32(rng, B, T, NH, hs)), ins
+
+
+def case_rope_forward(rng, *shape):
+    outs, ins = _rope_case(rng, *shape)
+    return outs, ins, lambda f, o, i: f(o["out"], i["inp"], i["cos"], i["sin"])
+
+
+def case_rope_backward(rng, *shape):
+    outs, ins = _rope_case(rng, *shape)
+    return outs, ins, lambda f, o, i: f(o["out"], i["inp"], i["cos"], i["sin"])
+
+
+def case_gelu_forward(rng, N, F):
+    return dict(out=_f32(rng, N, F)), dict(inp=_f32(rng, N, F, scale=3.0)), \
+        lambda f, o, i: f(o["out"], i["inp"])
+
+
+def case_gelu_backward(rng, N, F):
+    ins = dict(dout=_f32(rng, N, F), inp=_f32(rng, N, F, scale=3.0))
+    return dict(dinp=_f32(rng, N, F)), ins, lambda f, o, i: f(o["dinp"], i["dout"], i["inp"])
+
+
+def case_crossentropy_forward_backward(rng, R, V):
+    targets = rng.integers(0, V, R).astype(np.int32)
+    targets[::3] = -1 if R > 1 else targets[::3]
+    ins = dict(logits=_f32(rng, R, V, scale=3.0), targets=targets)
+    outs = dict(losses=_f32(rng, R), dlogits=_f32(rng, R, V))
+    dscale = 1.0 / max(1, int((targets >= 0).sum()))
+    return outs, ins, lambda f, o, i: f(o["losses"], o["dlogits"], i["logits"], i["targets"], dscale)
+
+
+CASES = (
+    [("embedding_forward", s) for s in EMB_SHAPES]
+    + [("embedding_backward", s) for s in EMB_SHAPES]
+    + [(k, s) for k in ("layernorm_forward", "layernorm_backward", "bias_forward", "bias_backward",
+                        "residual_forward", "residual_backward") for s in ROW_SHAPES]
+    + [(k, s) for k in ("rope_forward", "rope_backward") for s in ROPE_SHAPES]
+    + [(k, s) for k in ("gelu_forward", "gelu_backward") for s in FLAT_SHAPES]
+    + [("crossentropy_forward_backward", s) for s in CE_SHAPES]
+)
+
+
+def build(kernel, shape, seed=0):
+    return globals()["case_" + kernel](np.random.default_rng(seed), *shape)
+
+
+# ---------------------------------------------------------------------------
+# running a case
+
+
+def guarded(init):
+    """(full, view): view holds init, with GUARD sentinels on each side in full."""
+    full = np.full(init.size + 2 * GUARD, SENTINEL, dtype=init.dtype)
+    view = full[GUARD:GUARD + init.size].reshape(init.shape)
+    view[...] = init
+    return full, view
+
+
+def assert_guards(full, what):
+    assert np.all(full[:GUARD] == SENTINEL), f"{what}: write before the output"
+    assert np.all(full[-GUARD:] == SENTINEL), f"{what}: write after the output"
+
+
+def run(K, kernel, outs, ins, call):
+    """Runs K's kernel on guarded float32 outputs; returns those outputs."""
+    bufs = {n: guarded(a) for n, a in outs.items()}
+    got = {n: v for n, (_, v) in bufs.items()}
+    with np.errstate(all="ignore"):
+        call(getattr(K, kernel), got, {n: a.copy() for n, a in ins.items()})
+    for n, (full, _) in bufs.items():
+        assert_guards(full, f"{K.name} {kernel} {n}")
+    return got
+
+
+def oracle(kernel, outs, ins, call):
+    o = {n: a.astype(np.float64) for n, a in outs.items()}
+    i = {n: a.astype(np.float64) if a.dtype == np.float32 else a for n, a in ins.items()}
+    with np.errstate(all="ignore"):
+        call(getattr(ref, kernel), o, i)
+    return o
+
+
+def assert_close(got, want, tol, what):
+    """Same NaN and inf positions; finite values within tol (relative to max|want|)."""
+    got = np.asarray(got, dtype=np.float64)
+    assert np.array_equal(np.isnan(got), np.isnan(want)), f"{what}: NaN positions differ"
+    assert np.array_equal(np.isposinf(got), np.isposinf(want)), f"{what}: +inf positions differ"
+    assert np.array_equal(np.isneginf(got), np.isneginf(want)), f"{what}: -inf positions differ"
+    fin = np.isfinite(want)
+    if fin.any() and np.any(want[fin] != 0):
+        err = rel_err(got[fin], want[fin])
+        assert err <= tol, f"{what}: relative error {err:.3g} > {tol:g}"
+    elif fin.any():
+        assert np.all(got[fin] == 0), f"{what}: expected zeros"
+
+
+# ---------------------------------------------------------------------------
+# every kernel, every backend, against the oracle
+
+
+@pytest.mark.parametrize("kernel,shape", CASES, ids=[f"{k}-{'x'.join(map(str, s))}" for k, s in CASES])
+def test_kernel_matches_oracle(K, kernel, shape):
+    outs, ins, call = build(kernel, shape)
+    got = run(K, kernel, outs, ins, call)
+    want = oracle(kernel, outs, ins, call)
+    for n in outs:
+        assert_close(got[n], want[n], KERNEL_TOL[kernel], f"{K.name} {kernel} {shape} {n}")
+
+
+def test_rope_in_place_on_strided_views(K):
+    """q and k as views of one (N, 3C) buffer, rotated in place; v and the guards untouched.
+    The views start one step into T, so their B stride is not T times their T stride."""
+    rng = np.random.default_rng(1)
+    B, T, NH, hs = 2, 9, 3, 80
+    C = NH * hs
+    full, qkv = guarded(_f32(rng, B * T, 3 * C))
+    before = qkv.copy()
+    x = qkv.reshape(B, T, 3, NH, hs)[:, 1:]
+    q, k = x[:, :, 0], x[:, :, 1]
+    cos, sin = ref.rope_tables(T - 1, hs, 10000.0, np.float32)
+    want_q, want_k = np.empty(q.shape), np.empty(q.shape)
+    ref.rope_forward(want_q, q.astype(np.float64), cos.astype(np.float64), sin.astype(np.float64))
+    ref.rope_backward(want_k, k.astype(np.float64), cos.astype(np.float64), sin.astype(np.float64))
+    K.rope_forward(q, q, cos, sin)
+    K.rope_backward(k, k, cos, sin)
+    assert_guards(full, f"{K.name} rope on views")
+    assert_close(q, want_q, KERNEL_TOL["rope_forward"], "q")
+    assert_close(k, want_k, KERNEL_TOL["rope_backward"], "k")
+    after = qkv.reshape(B, T, 3, NH, hs)
+    b4 = before.reshape(B, T, 3, NH, hs)
+    assert np.array_equal(after[:, :, 2], b4[:, :, 2]), "v changed"
+    assert np.array_equal(after[:, 0], b4[:, 0]), "the row outside the views changed"
+
+
+@pytest.mark.parametrize("kernel", ["residual_forward", "crossentropy_forward_backward", "gelu_forward"])
+def test_in_place(K, kernel):
+    """The aliasing ref.py allows: residual out is branch, dlogits is logits, gelu out is inp."""
+    outs, ins, call = build(kernel, (9, 1001))
+    want = oracle(kernel, outs, ins, call)
+    alias = {"residual_forward": ("out", "branch"), "crossentropy_forward_backward": ("dlogits", "logits"),
+             "gelu_forward": ("out", "inp")}[kernel]
+    full, buf = guarded(ins[alias[1]])
+    got = {n: guarded(a)[1] for n, a in outs.items()}
+    got[alias[0]] = buf
+    i = dict(ins)
+    i[alias[1]] = buf
+    call(getattr(K, kernel), got, i)
+    assert_guards(full, f"{K.name} {kernel} in place")
+    for n in outs:
+        assert_close(got[n], want[n], KERNEL_TOL[kernel], f"{K.name} {kernel} in place {n}")
+
+
+# ---------------------------------------------------------------------------
+# NaN and inf propagate as in the oracle
+
+SPECIALS = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 5.0, -5.0, 12.0, -12.0,
+                     50.0, -50.0, 1e4, -1e4], dtype=np.float32)
+HUGE = np.array([1e20, -1e20, 3e38, -3e38], dtype=np.float32)  # x^3 overflows float32
+
+
+def _spread(vals, n, rng):
+    """n values: vals at random positions (vector body and tail), the rest normal."""
+    x = _f32(rng, n, scale=2.0)
+    pos = rng.choice(n, size=min(n, 3 * len(vals)), replace=False)
+    x[pos] = np.resize(vals, len(pos))
+    return x
+
+
+@pytest.mark.parametrize("kernel", ["gelu_forward", "gelu_backward"])
+def test_gelu_specials(K, kernel):
+    rng = np.random.default_rng(2)
+    n = 2 * 4096 + 77
+    vals = np.concatenate([SPECIALS, HUGE]) if kernel == "gelu_forward" else SPECIALS
+    x = _spread(vals, n, rng).reshape(1, n)
+    ins = dict(inp=x)
+    if kernel == "gelu_forward":
+        call = lambda f, o, i: f(o["out"], i["inp"])
+    else:
+        ins["dout"] = _spread(np.array([np.inf, -np.inf, np.nan], np.float32), n, rng).reshape(1, n)
+        ins["dout"][np.abs(x) > 20] = 1.0  # dout = inf times a gradient that underflows is ill-posed
+        call = lambda f, o, i: f(o["out"], i["dout"], i["inp"])
+    outs = dict(out=np.zeros((1, n), np.float32))
+    got, want = run(K, kernel, outs, ins, call), oracle(kernel, outs, ins, call)
+    assert_close(got["out"], want["out"], KERNEL_TOL[kernel], f"{K.name} {kernel}")
+
+
+def test_elementwise_specials(K):
+    rng = np.random.default_rng(3)
+    N, C = 7, 83
+    sp = lambda: _spread(SPECIALS[:3], N * C, rng).reshape(N, C)
+    bias = _f32(rng, C)
+    bias[[0, 40, 82]] = [np.inf, -np.inf, np.nan]
+    cases = [
+        ("residual_forward", dict(out=_f32(rng, N, C)), dict(resid=sp(), branch=sp(), bias=bias),
+         lambda f, o, i: f(o["out"], i["resid"], i["branch"], i["bias"])),
+        ("residual_backward", dict(dresid=sp()), dict(dbranch=sp()),
+         lambda f, o, i: f(o["dresid"], i["dbranch"])),
+        ("bias_forward", dict(out=sp()), dict(bias=bias), lambda f, o, i: f(o["out"], i["bias"])),
+        ("bias_backward", dict(dbias=_f32(rng, C)), dict(dout=sp()),
+         lambda f, o, i: f(o["dbias"], i["dout"])),
+    ]
+    for kernel, outs, ins, call in cases:
+        got, want = run(K, kernel, outs, ins, call), oracle(kernel, outs, ins, call)
+        for n in outs:
+            assert_close(got[n], want[n], KERNEL_TOL[kernel], f"{K.name} {kernel} {n}")
+
+
+def test_layernorm_specials(K):
+    """A NaN or an inf in a row makes that row NaN, and only that row."""
+    outs, ins, call = build("layernorm_forward", (6, 83))
+    ins["inp"][1, 5] = np.nan
+    ins["inp"][3, 80] = np.inf
+    ins["inp"][4, 0] = -np.inf
+    got, want = run(K, "layernorm_forward", outs, ins, call), oracle("layernorm_forward", outs, ins, call)
+    assert np.isnan(want["out"][[1, 3, 4]]).all() and np.isfinite(want["out"][[0, 2, 5]]).all()
+    for n in outs:
+        assert_close(got[n], want[n], KERNEL_TOL["layernorm_forward"], f"{K.name} layernorm {n}")
+    outs, ins, call = build("layernorm_backward", (6, 83))
+    ins["dout"][2, 7] = np.nan
+    got, want = run(K, "layernorm_backward", outs, ins, call), oracle("layernorm_backward", outs, ins, call)
+    for n in outs:
+        assert_close(got[n], want[n], KERNEL_TOL["layernorm_backward"], f"{K.name} layernorm_backward {n}")
+
+
+def test_crossentropy_specials(K):
+    V = 1001
+    outs, ins, call = build("crossentropy_forward_backward", (8, V))
+    lg, t = ins["logits"], ins["targets"]
+    t[:] = np.arange(8) * 7
+    lg[0, 500] = np.inf  # +inf logit: the row is NaN
+    lg[1, 3] = np.nan  # NaN logit: the row is NaN
+    lg[2, 3], t[2] = np.nan, -1  # ignored row: zero whatever the logits
+    lg[3, 100] = -np.inf  # -inf elsewhere: probability 0
+    lg[4, t[4]] = -np.inf  # -inf at the target: loss +inf, finite gradient
+    lg[5, :] = -np.inf  # all -inf: NaN
+    lg[6, :] = 1e30  # huge equal logits: uniform
+    got = run(K, "crossentropy_forward_backward", outs, ins, call)
+    want = oracle("crossentropy_forward_backward", outs, ins, call)
+    assert np.isnan(want["losses"][[0, 1, 5]]).all() and want["losses"][2] == 0
+    assert np.isposinf(want["losses"][4])
+    for n in outs:
+        assert_close(got[n], want[n], KERNEL_TOL["crossentropy_forward_backward"], f"{K.name} ce {n}")
+
+
+# ---------------------------------------------------------------------------
+# determinism and thread counts
+
+DET_CASES = [("embedding_backward", (2000, 300, 200)), ("layernorm_forward", (300, 520)),
+             ("layernorm_backward", (300, 520)), ("bias_backward", (300, 520)),
+             ("residual_backward", (30, 5000)), ("rope_forward", (2, 64, 4, 80)),
+             ("gelu_forward", (7, 3001)), ("gelu_backward", (7, 3001)),
+             ("crossentropy_forward_backward", (64, 1001))]
+
+
+def test_same_thread_count_is_bit_identical(K):
+    for kernel, shape in DET_CASES:
+        outs, ins, call = build(kernel, shape)
+        a, b = run(K, kernel, outs, ins, call), run(K, kernel, outs, ins, call)
+        for n in outs:
+            assert np.array_equal(a[n], b[n], equal_nan=True), f"{K.name} {kernel} {n}"
+
+
+_THREAD_SCRIPT = """
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+import test_kernels as tk
+from codette_np import backend as be
+K = be.get(sys.argv[2])
+res = {}
+for kernel, shape in tk.DET_CASES:
+    outs, ins, call = tk.build(kernel, shape)
+    for n, a in tk.run(K, kernel, outs, ins, call).items():
+        res[kernel + "/" + n] = a
+np.savez(sys.argv[3], **res)
+"""
+
+
+@pytest.mark.parametrize("name", ["c", "numba"])
+def test_thread_count_independent(name, tmp_path):
+    """1 and 2 threads (and 3 for C): bit-identical for C (its partitions never
+    depend on the thread count), within tolerance for the others."""
+    _backend(name)
+    runs = []
+    for nt in ("1", "2", "3") if name == "c" else ("1", "2"):
+        env = dict(os.environ, OMP_NUM_THREADS=nt, NUMBA_NUM_THREADS=nt, CODETTE_BACKEND=name)
+        path = tmp_path / f"{nt}.npz"
+        subprocess.run([sys.executable, "-c", _THREAD_SCRIPT, str(Path(__file__).parent), name, str(path)],
+                       check=True, env=env, cwd=Path(__file__).parent.parent, timeout=300)
+        runs.append(dict(np.load(path)))
+    for other in runs[1:]:
+        for key, a in runs[0].items():
+            if name == "c":
+                assert np.array_equal(a, other[key], equal_nan=True), key
+            else:
+                tol = KERNEL_TOL[key.split("/")[0]]
+                assert rel_err(other[key], a) <= max(tol, 1e-6), key
+
+
+# ---------------------------------------------------------------------------
+# the C wrappers' argument checks
+
+
+def test_c_wrappers_reject_bad_arguments():
+    K = _backend("c")
+    x = np.zeros((4, 16), np.float32)
+    with pytest.raises(TypeError, match="float32"):
+        K.gelu_forward(np.zeros((4, 16)), x)
+    with pytest.raises(TypeError, match="int32"):
+        K.embedding_forward(x, np.zeros(4, np.int64), x)
+    with pytest.raises(ValueError, match="shape"):
+        K.residual_forward(x, x, np.zeros((4, 15), np.float32), np.zeros(16, np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        K.gelu_forward(x, np.zeros((16, 4), np.float32).T)
+    with pytest.raises(ValueError, match="overlaps"):
+        K.gelu_forward(x[1:], x[:-1])
+    with pytest.raises(IndexError):
+        K.embedding_forward(x, np.array([0, 1, 2, 4], np.int32), x.copy())
+    with pytest.raises(IndexError):
+        K.crossentropy_forward_backward(np.zeros(4, np.float32), x, x.copy(),
+                                        np.array([0, -2, 1, 1], np.int32), 1.0)
+    q = np.zeros((1, 3, 2, 8), np.float32)[..., ::2]  # hs not contiguous
+    cos = np.zeros((3, 2), np.float32)
+    with pytest.raises(ValueError, match="contiguous"):
+        K.rope_forward(q, q, cos, cos)
+    ro = np.zeros((2, 16), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        K.gelu_forward(ro, ro.copy())
+
+
+# ---------------------------------------------------------------------------
+# the whole nano model, per backend, against the float64 oracle model
+
+
+def test_nano_model_matches_float64_oracle(K):
+    rng = np.random.default_rng(4)
+    cfg = ModelConfig.preset("nano")
+    m32 = Model(cfg, seed=3, backend=K.name)
+    m64 = Model(cfg, seed=3, dtype=np.float64)
+    tokens = rng.integers(0, cfg.vocab_size, (2, 33)).astype(np.int32)
+    targets = rng.integers(0, cfg.vocab_size, (2, 33)).astype(np.int32)
+    targets[0, :2] = -1
+    l32 = m32.forward_backward(tokens, targets)
+    l64 = m64.forward_backward(tokens, targets)
+    assert abs(l32 - l64) / l64 < MODEL_TOL
+    g32, g64 = dict(m32.named_grads()), dict(m64.named_grads())
+    for name in g64:
+        assert rel_err(g32[name], g64[name]) < MODEL_TOL, name
+    assert rel_err(m32.forward(tokens), m64.forward(tokens)) < MODEL_TOL
