@@ -28,15 +28,19 @@ class Evaluator:
             ids = [tok.encode(e["text"]) for e in val_examples if e["category"] == cat]
             x, y = eval_rows(ids, tok.bos_id, tok.eos_id, T)
             self.sets[cat] = (x[:max_rows_per_category], y[:max_rows_per_category])
-        self.tool_cases = []
+        self.tool_cases = []  # (prompt ids, expected tool, reference call text)
+        self.tool_too_long = 0  # held-out requests whose prompt + answer exceed the context
+        ctx = model.cfg.context_length
         for e in val_examples:
-            if e.get("tool") and e.get("messages"):
+            if e.get("tool") and e.get("messages") and len(self.tool_cases) < tool_samples:
                 msgs = e["messages"]
                 first_user = next(i for i, m in enumerate(msgs) if m["role"] == "user")
                 ref_call = msgs[first_user + 1]["content"] if first_user + 1 < len(msgs) else None
-                prompt = chat.generation_prompt(msgs[:first_user + 1])
-                self.tool_cases.append((prompt, e["tool"], ref_call))
-        self.tool_cases = self.tool_cases[:tool_samples]
+                ids = [tok.bos_id] + tok.encode(chat.generation_prompt(msgs[:first_user + 1]))
+                if len(ids) + max_new_tokens > ctx:
+                    self.tool_too_long += 1
+                    continue
+                self.tool_cases.append((ids, e["tool"], ref_call))
         self.max_new_tokens = max_new_tokens
         self.end_id = tok.encode(chat.END)[-1]
 
@@ -68,15 +72,18 @@ class Evaluator:
         if self.tool_cases:
             gen = Generator(self.model)
             valid = exact = 0
-            for prompt, name, ref_call in self.tool_cases:
-                ids = [self.tok.bos_id] + self.tok.encode(prompt)
+            for ids, name, ref_call in self.tool_cases:
                 new = generate(self.model, ids, self.max_new_tokens,
                                {self.end_id, self.tok.eos_id}, generator=gen)
                 text = self.tok.decode(new).strip()
                 valid += tools.is_valid_tool_call(text, expected_name=name)
                 exact += ref_call is not None and text == ref_call.strip()
             n = len(self.tool_cases)
-            out["tool_calls"] = {"validity": valid / n, "exact": exact / n, "n": n}
+            out["tool_calls"] = {"validity": valid / n, "exact": exact / n, "n": n,
+                                 "skipped_too_long": self.tool_too_long}
+        elif self.tool_too_long:
+            out["tool_calls"] = {"validity": None, "exact": None, "n": 0,
+                                 "skipped_too_long": self.tool_too_long}
         return out
 
 
@@ -86,8 +93,13 @@ def format_report(res: dict, step: int) -> str:
     rows = list(res["categories"].items()) + [("overall", res["overall"])]
     for cat, r in rows:
         lines.append(f"  {cat:<15} {r['loss']:7.4f} {r['ppl']:8.2f} {r['acc']:6.3f} {r['tokens']:7d}")
-    if "tool_calls" in res:
-        t = res["tool_calls"]
+    t = res.get("tool_calls")
+    if t and t["n"] == 0:
+        lines.append(f"  tool-call validity: not measured ({t['skipped_too_long']} held-out prompts "
+                     f"do not fit the context)")
+    elif t:
         lines.append(f"  tool-call validity {t['validity']:.1%} (exact match {t['exact']:.1%}) "
-                     f"on {t['n']} held-out requests")
+                     f"on {t['n']} held-out requests"
+                     + (f"; {t['skipped_too_long']} too long for the context, skipped"
+                        if t["skipped_too_long"] else ""))
     return "\n".join(lines)
