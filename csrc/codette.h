@@ -86,6 +86,25 @@ void crossentropy_forward_backward(float *losses, float *dlogits, const float *l
 /* ---- end element-wise and row kernels ---- */
 
 /* ---- attention (attention.c) ---- */
+/* Causal attention, scale 1/sqrt(hs). q, k, v, out, dout, dq, dk, dv are
+ * (B, T, NH, hs) with hs contiguous and heads adjacent; *_st is the element
+ * stride between rows t and t+1 of one head (3C for a q/k/v view of an
+ * (N, 3C) buffer, C for out); batch b starts T*stride after batch b-1.
+ * lse (B, NH, T) contiguous: per-row log-sum-exp of the scaled scores.
+ * Return 0, or -1 when the per-thread scratch could not be allocated. */
+/* out, lse <- q, k, v */
+int attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                      int64_t B, int64_t T, int64_t NH, int64_t hs,
+                      int64_t out_st, int64_t q_st, int64_t k_st, int64_t v_st);
+/* dq, dk, dv (written, not added) <- dout, q, k, v, out, lse of the forward */
+int attention_backward(float *dq, float *dk, float *dv,
+                       const float *dout, const float *q, const float *k, const float *v,
+                       const float *out, const float *lse,
+                       int64_t B, int64_t T, int64_t NH, int64_t hs,
+                       int64_t dq_st, int64_t dk_st, int64_t dv_st, int64_t dout_st,
+                       int64_t q_st, int64_t k_st, int64_t v_st, int64_t out_st);
+/* floats of scratch each thread allocates per call (backward != 0: backward) */
+int64_t attention_scratch_floats(int64_t T, int64_t hs, int backward);
 
 /* ---- end attention ---- */
 

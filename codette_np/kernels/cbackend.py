@@ -275,6 +275,63 @@ def crossentropy_forward_backward(losses, dlogits, logits, targets, dscale):
 # ---- end element-wise and row kernels ----
 
 # ---- attention ----
+# q, k, v, out and the gradients are (B, T, NH, hs) views with NH, hs
+# contiguous (q/k/v/dq/dk/dv live inside (N, 3C) buffers); the C kernels
+# take one row stride per tensor and need batch stride = T * row stride.
+
+
+def _att_view(name: str, a, shape, out: bool = False):
+    """Checked pointer and row stride (elements between rows t and t+1)."""
+    ptr, sb, st = _view_arg(name, a, shape, out)
+    B, T, NH, hs = shape
+    row = st if T > 1 else (sb if B > 1 else NH * hs)
+    if row < NH * hs:
+        raise ValueError(f"{name}: rows of {NH * hs} floats overlap (row stride {row})")
+    if B > 1 and sb != T * row:
+        raise ValueError(f"{name}: batch stride {sb} must be T * row stride = {T * row} elements")
+    return ptr, row
+
+
+def _att_shape(q):
+    if not isinstance(q, np.ndarray) or q.ndim != 4:
+        raise ValueError("attention: q must be a (B, T, NH, hs) array")
+    return q.shape
+
+
+def attention_forward(out, lse, q, k, v):
+    shape = B, T, NH, hs = _att_shape(q)
+    pq, sq = _att_view("q", q, shape)
+    pk, sk = _att_view("k", k, shape)
+    pv, sv = _att_view("v", v, shape)
+    po, so = _att_view("out", out, shape, out=True)
+    pl = _arg("lse", lse, (B, NH, T), out=True)
+    for oname, o in (("out", out), ("lse", lse)):
+        for iname, i in (("q", q), ("k", k), ("v", v)):
+            _no_overlap(oname, o, iname, i, allow_same=False)
+    _status(lib.attention_forward(po, pl, pq, pk, pv, B, T, NH, hs, so, sq, sk, sv),
+            "attention_forward")
+
+
+def attention_backward(dq, dk, dv, dout, q, k, v, out, lse):
+    shape = B, T, NH, hs = _att_shape(q)
+    grads = (("dq", dq), ("dk", dk), ("dv", dv))
+    inputs = (("dout", dout), ("q", q), ("k", k), ("v", v), ("out", out), ("lse", lse))
+    (pdq, sdq), (pdk, sdk), (pdv, sdv) = (_att_view(n, a, shape, out=True) for n, a in grads)
+    (pdo, sdo), (pq, sq), (pk, sk), (pv, sv), (po, so) = (
+        _att_view(n, a, shape) for n, a in inputs[:5])
+    pl = _arg("lse", lse, (B, NH, T))
+    for oname, o in grads:
+        for iname, i in inputs:
+            _no_overlap(oname, o, iname, i, allow_same=False)
+    _status(lib.attention_backward(pdq, pdk, pdv, pdo, pq, pk, pv, po, pl, B, T, NH, hs,
+                                   sdq, sdk, sdv, sdo, sq, sk, sv, so),
+            "attention_backward")
+
+
+def attention_scratch_bytes(T: int, hs: int, backward: bool) -> int:
+    """Bytes of scratch each thread mallocs per attention call: O(T * hs), no T^2 term."""
+    return 4 * int(lib.attention_scratch_floats(T, hs, 1 if backward else 0))
+
 
 # ---- end attention ----
 
