@@ -149,15 +149,15 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     _set_threads_and_reexec(args, argv)
+    from codette_np.checkpoint import CheckpointError
+    from codette_np.data import DataError
+    from codette_np.tokenizer import TokenizerError
+
     try:
         return run(args)
-    except (ValueError, OSError, RuntimeError) as e:
-        from codette_np.checkpoint import CheckpointError
-        from codette_np.data import DataError
-        if isinstance(e, (DataError, CheckpointError, UserError)):
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        raise
+    except (DataError, CheckpointError, TokenizerError, UserError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 class UserError(RuntimeError):
@@ -191,7 +191,25 @@ def run(args) -> int:
             raise UserError(f"--{name} must be positive, got {v}")
     log = Log(out, state["step"] if state else None)
 
-    # 1) data
+    # 1) size and memory, before generating or allocating anything
+    preset = ModelConfig.preset(args.size)
+    if state is not None:
+        planned = ModelConfig.from_dict(state["header"]["config"])
+    else:
+        planned = preset.replace(vocab_size=args.vocab_size or preset.vocab_size,
+                                 context_length=max(preset.context_length, T))
+    need = memory_estimate(planned, B, T)
+    avail = available_memory_bytes()
+    log.say(f"model: {args.size}, {planned.n_params:,} parameters (d={planned.d_model}, "
+            f"L={planned.n_layer}, H={planned.n_head}, V={planned.vocab_size}); {B} x {T} = "
+            f"{B * T:,} tokens/step; memory estimate {_gib(need)}"
+            + (f" of {_gib(avail)} available" if avail else ""))
+    if avail is not None and need > avail and not args.ignore_memory_check:
+        raise UserError(f"this run needs about {_gib(need)} but {_gib(avail)} is available; lower "
+                        f"--batch-size or --seq-len, pick a smaller --size, or pass "
+                        f"--ignore-memory-check to try anyway")
+
+    # 2) data
     t0 = time.time()
     examples = []
     if not (args.data and args.no_builtin):
@@ -206,18 +224,15 @@ def run(args) -> int:
     log.say(f"data: {len(train_ex)} training / {len(val_ex)} validation examples in "
             f"{len(cats)} categories ({', '.join(cats)}), {time.time() - t0:.1f}s")
 
-    # 2) tokenizer (cached by corpus hash and settings; restored from the checkpoint on resume)
-    preset = ModelConfig.preset(args.size)
+    # 3) tokenizer (cached by corpus hash and settings; restored from the checkpoint on resume)
     if state is not None:
         tok = Tokenizer.from_proto(state["blobs"]["tokenizer"].tobytes())
     else:
-        vocab = args.vocab_size or preset.vocab_size
-        tok = train_or_load([e["text"] for e in train_ex], vocab, out / "tokenizer")
+        tok = train_or_load([e["text"] for e in train_ex], planned.vocab_size, out / "tokenizer")
     log.say(f"tokenizer: SentencePiece BPE, {tok.vocab_size} pieces")
 
-    cfg = preset.replace(vocab_size=tok.vocab_size, context_length=max(preset.context_length, T))
+    cfg = planned.replace(vocab_size=tok.vocab_size)
     if state is not None:
-        cfg = ModelConfig.from_dict(state["header"]["config"])
         if (B, T) != tuple(state["header"]["shape"]):
             raise UserError(f"--resume: this run used batch {state['header']['shape'][0]} x seq "
                             f"{state['header']['shape'][1]}; pass the same --batch-size/--seq-len")
@@ -225,17 +240,6 @@ def run(args) -> int:
     if len(rows) < B:
         raise UserError(f"only {len(rows)} rows of {T + 1} tokens in the training data; "
                         f"lower --batch-size or --seq-len, or add data")
-
-    # 3) size and memory, before allocating
-    need = memory_estimate(cfg, B, T)
-    avail = available_memory_bytes()
-    log.say(f"model: {args.size}, {cfg.n_params:,} parameters (d={cfg.d_model}, L={cfg.n_layer}, "
-            f"H={cfg.n_head}, V={cfg.vocab_size}); {B} x {T} = {B * T:,} tokens/step; "
-            f"memory estimate {_gib(need)}" + (f" of {_gib(avail)} available" if avail else ""))
-    if avail is not None and need > avail and not args.ignore_memory_check:
-        raise UserError(f"this run needs about {_gib(need)} but {_gib(avail)} is available; lower "
-                        f"--batch-size or --seq-len, pick a smaller --size, or pass "
-                        f"--ignore-memory-check to try anyway")
 
     model = Model(cfg, seed=args.seed, backend=args.backend)
     opt = AdamW(model, lr=max_lr, weight_decay=args.weight_decay)
@@ -246,7 +250,7 @@ def run(args) -> int:
                              "t": state["header"]["opt_t"]})
         step = state["header"]["step"]
         tokens_seen = state["header"]["tokens_seen"]
-        best_val = state["header"]["best_val"]
+        best_val = state["header"]["best_val"] if state["header"]["best_val"] is not None else math.inf
         log.say(f"resumed from {out / 'last.ckpt'} at step {step}")
     log.say(f"backend: {model.backend_name}; threads: {os.environ.get('OMP_NUM_THREADS', 'all')}")
     evaluator = E.Evaluator(model, tok, val_ex, T, batch_size=B,
@@ -287,7 +291,7 @@ def run(args) -> int:
             save(out / "best.ckpt", "best")
         return res
 
-    # 4) the loop
+    # 4) the loop (5: export after it)
     bad = 0
     bar = tqdm(total=args.max_steps, initial=step, disable=args.quiet, unit="step",
                dynamic_ncols=True, desc="train")
