@@ -13,6 +13,47 @@
 
 #define LN_BLOCKS 32  /* row blocks of the dweight/dbias reduction */
 
+/* Row reductions with four vector accumulators, so the adds do not wait
+ * on each other. */
+
+/* sum of x (C,) */
+static inline float row_sum(const float *x, int64_t C) {
+    vf_t a0 = vf_set1(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    int64_t c = 0;
+    for (; c + 4 * VF <= C; c += 4 * VF) {
+        a0 = vf_add(a0, vf_load(x + c));
+        a1 = vf_add(a1, vf_load(x + c + VF));
+        a2 = vf_add(a2, vf_load(x + c + 2 * VF));
+        a3 = vf_add(a3, vf_load(x + c + 3 * VF));
+    }
+    for (; c + VF <= C; c += VF) a0 = vf_add(a0, vf_load(x + c));
+    float s = vf_hsum(vf_add(vf_add(a0, a1), vf_add(a2, a3)));
+    for (; c < C; c++) s += x[c];
+    return s;
+}
+
+/* sum of (x - m)^2 over x (C,) */
+static inline float row_sumsq_centered(const float *x, float m, int64_t C) {
+    const vf_t vm = vf_set1(m);
+    vf_t a0 = vf_set1(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    int64_t c = 0;
+    for (; c + 4 * VF <= C; c += 4 * VF) {
+        vf_t d0 = vf_sub(vf_load(x + c), vm), d1 = vf_sub(vf_load(x + c + VF), vm);
+        vf_t d2 = vf_sub(vf_load(x + c + 2 * VF), vm), d3 = vf_sub(vf_load(x + c + 3 * VF), vm);
+        a0 = vf_fma(d0, d0, a0);
+        a1 = vf_fma(d1, d1, a1);
+        a2 = vf_fma(d2, d2, a2);
+        a3 = vf_fma(d3, d3, a3);
+    }
+    for (; c + VF <= C; c += VF) {
+        vf_t d = vf_sub(vf_load(x + c), vm);
+        a0 = vf_fma(d, d, a0);
+    }
+    float s = vf_hsum(vf_add(vf_add(a0, a1), vf_add(a2, a3)));
+    for (; c < C; c++) s += (x[c] - m) * (x[c] - m);
+    return s;
+}
+
 /* out (N, C), mean (N,), rstd (N,) <- inp (N, C), weight (C,), bias (C,) */
 void layernorm_forward(float *out, float *mean, float *rstd,
                        const float *inp, const float *weight, const float *bias,
@@ -21,26 +62,13 @@ void layernorm_forward(float *out, float *mean, float *rstd,
     for (int64_t n = 0; n < N; n++) {
         const float *x = inp + n * C;  /* (C,) */
         float *y = out + n * C;        /* (C,) */
-        /* mean */
-        vf_t acc = vf_set1(0.0f);
-        int64_t c = 0;
-        for (; c + VF <= C; c += VF) acc = vf_add(acc, vf_load(x + c));
-        float s = vf_hsum(acc);
-        for (; c < C; c++) s += x[c];
-        float m = s / (float)C;
+        const float m = row_sum(x, C) / (float)C;
         /* variance of the centered row (two passes: no cancellation) */
-        vf_t vm = vf_set1(m);
-        acc = vf_set1(0.0f);
-        for (c = 0; c + VF <= C; c += VF) {
-            vf_t d = vf_sub(vf_load(x + c), vm);
-            acc = vf_fma(d, d, acc);
-        }
-        float ss = vf_hsum(acc);
-        for (; c < C; c++) ss += (x[c] - m) * (x[c] - m);
-        float r = 1.0f / sqrtf(ss / (float)C + eps);
+        const float r = 1.0f / sqrtf(row_sumsq_centered(x, m, C) / (float)C + eps);
         /* normalize, scale, shift */
-        vf_t vr = vf_set1(r);
-        for (c = 0; c + VF <= C; c += VF) {
+        const vf_t vm = vf_set1(m), vr = vf_set1(r);
+        int64_t c = 0;
+        for (; c + VF <= C; c += VF) {
             vf_t xh = vf_mul(vf_sub(vf_load(x + c), vm), vr);
             vf_store(y + c, vf_fma(xh, vf_load(weight + c), vf_load(bias + c)));
         }
