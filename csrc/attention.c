@@ -46,6 +46,18 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
+/* Pin a vector in a register: without this, GCC folds the load of the
+ * shared operand into every FMA that uses it (R loads instead of one). */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(__AVX512F__)
+#define KEEP_IN_REG(x) __asm__("" : "+v"(x))
+#else
+#define KEEP_IN_REG(x) __asm__("" : "+x"(x))
+#endif
+#else
+#define KEEP_IN_REG(x) ((void)0)
+#endif
+
 static inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -74,7 +86,7 @@ static inline vf_t att_exp(vf_t x) {
 #elif defined(__AVX2__) && defined(__FMA__)
 static inline vf_t att_exp(vf_t x) {
     x = _mm256_max_ps(_mm256_set1_ps(-87.3f), x); /* keeps 2^n a normal float */
-    x = _mm256_min_ps(_mm256_set1_ps(88.7f), x);
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), x); /* 2^n stays finite */
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
@@ -117,7 +129,10 @@ ALWAYS_INLINE void abt_kernel(float *s, const float *const *a, const float *bt, 
     for (int d = 0; d < hs; d++) {
         const float *brow = bt + d * ldb + c0;
         vf_t bv[CW];
-        for (int w = 0; w < nw; w++) bv[w] = vf_load(brow + w * VF);
+        for (int w = 0; w < nw; w++) {
+            bv[w] = vf_load(brow + w * VF);
+            KEEP_IN_REG(bv[w]);
+        }
         for (int r = 0; r < R; r++) {
             vf_t av = vf_set1(a[r][d]);
             for (int w = 0; w < nw; w++) acc[r][w] = vf_fma(av, bv[w], acc[r][w]);
@@ -158,7 +173,10 @@ ALWAYS_INLINE void acc_kernel(float *c, int64_t ldc, const float *a, int64_t ars
     for (int64_t t = 0; t < kc; t++) {
         const float *brow = b + t * ldb + c0;
         vf_t bv[CW];
-        for (int w = 0; w < nw; w++) bv[w] = vf_load(brow + w * VF);
+        for (int w = 0; w < nw; w++) {
+            bv[w] = vf_load(brow + w * VF);
+            KEEP_IN_REG(bv[w]);
+        }
         for (int r = 0; r < nr; r++) {
             vf_t av = vf_set1(a[r * ars + t * aks]);
             for (int w = 0; w < nw; w++) acc[r][w] = vf_fma(av, bv[w], acc[r][w]);
@@ -240,14 +258,65 @@ static inline float row_exp(float *p, const float *s, float shift, int nv, int n
     return sum;
 }
 
+/* Rows of q/k/v inside the (N, 3C) buffer are 3C floats apart, each in its
+ * own 4 KB page, where hardware prefetchers do not follow; the copy loops
+ * below prefetch AHEAD rows in advance instead. */
+#define AHEAD 8
+
+/* prefetch the cache lines of one row of hs floats (for writing if write) */
+static inline void prefetch_row(const float *x, int hs, int write) {
+    for (int d = 0; d < hs; d += 16) {
+        if (write) __builtin_prefetch(x + d, 1, 3);
+        else __builtin_prefetch(x + d, 0, 3);
+    }
+    if (write) __builtin_prefetch(x + hs - 1, 1, 3);
+    else __builtin_prefetch(x + hs - 1, 0, 3);
+}
+
 /* dst (hs, ldd) = src (n, hs; row stride ss) transposed, columns [n, ncols)
- * zero. Blocks of 16 rows: reads stay in a few cache lines, writes are
- * contiguous runs. */
+ * zero. With AVX2, 8 x 8 blocks through registers; the rest element-wise,
+ * 8 source rows at a time so their cache lines stay hot. */
+#if defined(__AVX2__)
+/* dst rows 0..7 (stride ldd), 8 floats each = src rows 0..7 (stride ss), 8 floats each, transposed */
+static inline void transpose8x8(float *dst, int64_t ldd, const float *src, int64_t ss) {
+    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss);
+    __m256 r2 = _mm256_loadu_ps(src + 2 * ss), r3 = _mm256_loadu_ps(src + 3 * ss);
+    __m256 r4 = _mm256_loadu_ps(src + 4 * ss), r5 = _mm256_loadu_ps(src + 5 * ss);
+    __m256 r6 = _mm256_loadu_ps(src + 6 * ss), r7 = _mm256_loadu_ps(src + 7 * ss);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#endif
+
 static void transpose_rows(float *dst, int64_t ldd, const float *src, int64_t ss,
                            int64_t n, int64_t ncols, int hs) {
-    for (int64_t j0 = 0; j0 < n; j0 += 16) {
-        const int64_t nj = min64(16, n - j0);
-        for (int d = 0; d < hs; d++) {
+    for (int64_t j0 = 0; j0 < n; j0 += 8) {
+        const int64_t nj = min64(8, n - j0);
+        for (int64_t j = j0 + AHEAD; j < min64(n, j0 + AHEAD + 8); j++) prefetch_row(src + j * ss, hs, 0);
+        int d0 = 0;
+#if defined(__AVX2__)
+        if (nj == 8)
+            for (; d0 + 8 <= hs; d0 += 8) transpose8x8(dst + d0 * ldd + j0, ldd, src + j0 * ss + d0, ss);
+#endif
+        for (int d = d0; d < hs; d++) {
             float *out = dst + d * ldd + j0;
             const float *in = src + j0 * ss + d;
             for (int64_t jj = 0; jj < nj; jj++) out[jj] = in[jj * ss];
@@ -257,11 +326,28 @@ static void transpose_rows(float *dst, int64_t ldd, const float *src, int64_t ss
         for (int64_t j = n; j < ncols; j++) dst[d * ldd + j] = 0.0f;
 }
 
-/* dst (n, ldd) = src (n, hs; row stride ss), columns [hs, ldd) zero */
+/* a leading dimension >= n, a multiple of VF and of an odd number of 64-byte lines */
+static int64_t pad_ld(int64_t n) {
+    int64_t ld = round_up(n, 16);
+    return (ld / 16) % 2 ? ld : ld + 16;
+}
+
+/* dst (n, ldd) = src (n, hs; row stride ss), columns [hs, ldd) zero. The
+ * copies are contiguous: rows of q/k/v/dout inside the (N, 3C) buffer are
+ * 3C floats apart, so in place they would fall into a few L1 sets. */
 static void pad_rows(float *dst, int64_t ldd, const float *src, int64_t ss, int64_t n, int hs) {
     for (int64_t j = 0; j < n; j++) {
+        if (j + AHEAD < n) prefetch_row(src + (j + AHEAD) * ss, hs, 0);
         memcpy(dst + j * ldd, src + j * ss, sizeof(float) * hs);
         for (int64_t d = hs; d < ldd; d++) dst[j * ldd + d] = 0.0f;
+    }
+}
+
+/* dst (n, hs; row stride ds) = the first hs columns of src (n, lds) */
+static void store_rows(float *dst, int64_t ds, const float *src, int64_t lds, int64_t n, int hs) {
+    for (int64_t j = 0; j < n; j++) {
+        if (j + AHEAD < n) prefetch_row(dst + (j + AHEAD) * ds, hs, 1);
+        memcpy(dst + j * ds, src + j * lds, sizeof(float) * hs);
     }
 }
 
@@ -269,7 +355,7 @@ static void pad_rows(float *dst, int64_t ldd, const float *src, int64_t ss, int6
 
 /* Forward scratch per thread, in floats. */
 static int64_t fwd_scratch_floats(int64_t T, int64_t hs) {
-    int64_t hsp = round_up(hs, VF), ldk = round_up(T, VF);
+    int64_t hsp = round_up(hs, VF), ldk = pad_ld(T);
     return hs * ldk + T * hsp + R * hsp + 2 * R * BC;
 }
 
@@ -331,7 +417,7 @@ static void head_forward(float *out, int64_t so, float *lse,
                          const float *q, int64_t sq, const float *k, int64_t sk,
                          const float *v, int64_t sv, int64_t T, int hs, float scale, float *scratch) {
     const int hsp = (int)round_up(hs, VF);
-    const int64_t ldk = round_up(T, VF);
+    const int64_t ldk = pad_ld(T);
     float *kt = scratch;          /* (hs, ldk) k transposed */
     float *vp = kt + hs * ldk;    /* (T, hsp) v padded */
     float *o = vp + T * hsp;      /* (R, hsp) output accumulator */
@@ -340,8 +426,13 @@ static void head_forward(float *out, int64_t so, float *lse,
     transpose_rows(kt, ldk, k, sk, T, ldk, hs);
     pad_rows(vp, hsp, v, sv, T, hs);
     int64_t r0 = 0;
-    for (; r0 + R <= T; r0 += R)
+    for (; r0 + R <= T; r0 += R) {
+        for (int64_t i = r0 + R; i < min64(T, r0 + 2 * R); i++) { /* the next tile's rows */
+            prefetch_row(q + i * sq, hs, 0);
+            prefetch_row(out + i * so, hs, 1);
+        }
         fwd_tile(out, so, lse, q, sq, kt, ldk, vp, hs, hsp, r0, R, scale, o, s, p);
+    }
     for (; r0 < T; r0++)
         fwd_tile(out, so, lse, q, sq, kt, ldk, vp, hs, hsp, r0, 1, scale, o, s, p);
 }
@@ -406,6 +497,7 @@ static void head_backward(float *dq, int64_t sdq, float *dk, int64_t sdk, float 
     pad_rows(qp, hsp, q, sq, T, hs);
     pad_rows(dop, hsp, dout, sdo, T, hs);
     for (int64_t i = 0; i < T; i++) {
+        if (i + AHEAD < T) prefetch_row(out + (i + AHEAD) * so, hs, 0);
         const float *dr = dout + i * sdo, *orow = out + i * so;
         float acc = 0.0f;
         for (int d = 0; d < hs; d++) acc += dr[d] * orow[d];
@@ -499,12 +591,10 @@ static void head_backward(float *dq, int64_t sdq, float *dk, int64_t sdk, float 
                 }
             }
         }
-        for (int j = 0; j < nk; j++) {
-            memcpy(dk + (jb + j) * sdk, dkp + j * hsp, sizeof(float) * hs);
-            memcpy(dv + (jb + j) * sdv, dvp + j * hsp, sizeof(float) * hs);
-        }
+        store_rows(dk + jb * sdk, sdk, dkp, hsp, nk, hs);
+        store_rows(dv + jb * sdv, sdv, dvp, hsp, nk, hs);
     }
-    for (int64_t i = 0; i < T; i++) memcpy(dq + i * sdq, dqp + i * hsp, sizeof(float) * hs);
+    store_rows(dq, sdq, dqp, hsp, T, hs);
 }
 
 int attention_backward(float *dq, float *dk, float *dv,
