@@ -1,0 +1,946 @@
+"""Numba backend: every kernel of kernels/ref.py, JIT-compiled, float32 only.
+
+The fallback where the C extension is not built. Each kernel is a thin
+Python wrapper with the name and argument order of its reference (it checks
+dtypes and shapes at the boundary) around an `@njit(cache=True)` inner
+function; strided views (q/k/v of the (N, 3C) buffer) are passed as they
+are. No fastmath: operation order follows the reference, NaNs propagate.
+
+Determinism: every output element is computed by exactly one thread, and
+every reduction across rows (bias/LayerNorm parameter gradients, the grad
+norm) sums fixed blocks of rows in a fixed order, so results are bitwise
+the same for any thread count (numba.set_num_threads).
+
+Reductions along a row accumulate in float64 with a fixed number of
+independent partial sums (no fastmath means LLVM cannot reorder a sum, so
+the unrolling is written out). Inner loops index 1-D row views, which LLVM
+vectorizes; libm's expf/tanhf are scalar calls, so the softmax exp and
+GELU's tanh are written as float32 polynomial/rational approximations
+(within 1 and 7 ulp) that vectorize.
+
+Attention is flash-style: per (batch, head) a thread gathers q, k, v into
+contiguous scratch, runs an online softmax over blocks of keys and saves the
+per-row log-sum-exp; backward recomputes the probabilities from it. Memory
+is O(T * hs) per thread, never a (T, T) matrix.
+
+Compile cache: `cache=True` stores compiled kernels next to this file in
+__pycache__ when that is writable; otherwise Numba itself falls back to
+NUMBA_CACHE_DIR when set, else to the user cache directory
+($XDG_CACHE_HOME/numba or ~/.cache/numba). If none of them is writable,
+the kernels are compiled without a cache (every process compiles again).
+
+Dimensions: B batch, T time, C channels, NH heads, hs head size, F d_ff,
+V vocab, N = B*T rows, R rows of logits, P parameters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+NAME = "numba"
+
+ROW_BLOCK = 32  # rows per partial sum in column reductions (fixed: thread-count independent)
+NORM_CHUNK = 1 << 14  # elements per partial sum in grad_norm_sq (as the C kernel)
+KEY_BLOCK = 64  # keys per step of the online softmax
+
+_F32 = np.float32
+_HALF = np.float32(0.5)
+_ONE = np.float32(1.0)
+_GELU_C = np.float32(math.sqrt(2.0 / math.pi))
+_GELU_A = np.float32(0.044715)
+_GELU_3A = np.float32(3.0 * 0.044715)
+_NEG_INF = np.float32(-np.inf)
+
+
+def _jit(parallel=False):
+    """njit(cache=True); without a cache when no cache directory is writable.
+
+    error_model="numpy": a float division by zero gives inf/nan as in NumPy
+    instead of raising, which also lets LLVM vectorize loops that divide.
+    """
+
+    def deco(fn):
+        try:
+            return njit(cache=True, parallel=parallel, error_model="numpy")(fn)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return njit(cache=False, parallel=parallel, error_model="numpy")(fn)
+
+    return deco
+
+
+# ---------------------------------------------------------------------------
+# shared helpers (compiled into their callers)
+
+
+@_jit()
+def _row_sum(x):
+    """sum of x (n,) in float64, four interleaved partial sums then added in order."""
+    n = x.shape[0]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    n4 = n - n % 4
+    for c in range(0, n4, 4):
+        s0 += x[c]
+        s1 += x[c + 1]
+        s2 += x[c + 2]
+        s3 += x[c + 3]
+    for c in range(n4, n):
+        s0 += x[c]
+    return (s0 + s1) + (s2 + s3)
+
+
+@_jit()
+def _row_sumsq_centered(x, mean):
+    """sum of (x - mean)^2 over x (n,), float64, four partial sums."""
+    n = x.shape[0]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    n4 = n - n % 4
+    for c in range(0, n4, 4):
+        d0 = x[c] - mean
+        d1 = x[c + 1] - mean
+        d2 = x[c + 2] - mean
+        d3 = x[c + 3] - mean
+        s0 += d0 * d0
+        s1 += d1 * d1
+        s2 += d2 * d2
+        s3 += d3 * d3
+    for c in range(n4, n):
+        d = x[c] - mean
+        s0 += d * d
+    return (s0 + s1) + (s2 + s3)
+
+
+@_jit()
+def _row_max(x):
+    """max of x (n,) ignoring NaN (callers let NaN propagate through their sums); eight
+    interleaved partial maxima (exact in any order)."""
+    n = x.shape[0]
+    acc = np.full(8, -np.inf, np.float32)
+    n8 = n - n % 8
+    for c in range(0, n8, 8):
+        for u in range(8):
+            v = x[c + u]
+            if v > acc[u]:
+                acc[u] = v
+    m = acc[0]
+    for u in range(1, 8):
+        if acc[u] > m:
+            m = acc[u]
+    for c in range(n8, n):
+        if x[c] > m:
+            m = x[c]
+    return m
+
+
+# exp for float32 (Cephes expf: 2^n * p(r), within 1 ulp), written as plain
+# arithmetic so that the loop vectorizes (libm's expf is a scalar call).
+# Inputs above 88.38 saturate to 2.4e38: callers only pass x - max <= 0.
+_EXP_HI = np.float32(88.3762626647949)
+_EXP_LO = np.float32(-88.3762626647949)  # exp below this flushes to 0
+_LOG2E = np.float32(1.44269504088896341)
+_LN2_HI = np.float32(0.693359375)
+_LN2_LO = np.float32(-2.12194440e-4)
+_EP0 = np.float32(1.9875691500e-4)
+_EP1 = np.float32(1.3981999507e-3)
+_EP2 = np.float32(8.3334519073e-3)
+_EP3 = np.float32(4.1665795894e-2)
+_EP4 = np.float32(1.6666665459e-1)
+_EP5 = np.float32(5.0000001201e-1)
+
+
+@_jit()
+def _exp_shifted(y, x, shift, bits):
+    """y (n,) = exp(x - shift) for x (n,); y may alias x; bits (n,) int32 scratch."""
+    n = x.shape[0]
+    for j in range(n):
+        v = x[j] - shift
+        if v > _EXP_HI:
+            v = _EXP_HI
+        if v < _EXP_LO:
+            v = _EXP_LO
+        k = np.floor(v * _LOG2E + _HALF)
+        r = v - k * _LN2_HI - k * _LN2_LO
+        p = ((((_EP0 * r + _EP1) * r + _EP2) * r + _EP3) * r + _EP4) * r + _EP5
+        y[j] = p * (r * r) + r + _ONE
+        if k != k:  # NaN: y is NaN already; keep the int conversion defined
+            k = _F32(0.0)
+        bits[j] = (np.int32(k) + np.int32(127)) << np.int32(23)  # the float 2^k
+    pow2 = bits.view(np.float32)
+    for j in range(n):
+        y[j] *= pow2[j]
+
+
+@_jit()
+def _reduce_blocks(out, part):
+    """out (C,) float32 = sum over blocks of part (nblk, C) float64, in block order."""
+    nblk, C = part.shape
+    acc = np.zeros(C, np.float64)
+    for i in range(nblk):
+        pr = part[i]
+        for c in range(C):
+            acc[c] += pr[c]
+    for c in range(C):
+        out[c] = acc[c]
+
+
+# ---------------------------------------------------------------------------
+# embedding
+
+
+@_jit(parallel=True)
+def _embedding_forward(out, tokens, wte):
+    N, C = out.shape
+    for n in prange(N):
+        src = wte[tokens[n]]
+        dst = out[n]
+        for c in range(C):
+            dst[c] = src[c]
+
+
+@_jit(parallel=True)
+def _embedding_backward(dwte, dout, tokens):
+    # counting sort of the rows by token (stable: each token's rows stay in row order)
+    V, C = dwte.shape
+    N = tokens.shape[0]
+    start = np.zeros(V + 1, np.int64)
+    for n in range(N):
+        start[tokens[n] + 1] += 1
+    for t in range(V):
+        start[t + 1] += start[t]
+    fill = start[:V].copy()
+    order = np.empty(N, np.int64)
+    for n in range(N):
+        t = tokens[n]
+        order[fill[t]] = n
+        fill[t] += 1
+    # one thread per token row of dwte: adds its rows in row order, as np.add.at
+    for t in prange(V):
+        dst = dwte[t]
+        for i in range(start[t], start[t + 1]):
+            src = dout[order[i]]
+            for c in range(C):
+                dst[c] += src[c]
+
+
+# ---------------------------------------------------------------------------
+# layernorm
+
+
+@_jit(parallel=True)
+def _layernorm_forward(out, mean, rstd, inp, weight, bias, eps):
+    N, C = inp.shape
+    for n in prange(N):
+        x = inp[n]
+        m = _row_sum(x) / C
+        var = _row_sumsq_centered(x, m) / C
+        m32 = _F32(m)
+        r32 = _F32(1.0 / math.sqrt(var + eps))
+        mean[n] = m32
+        rstd[n] = r32
+        y = out[n]
+        for c in range(C):
+            y[c] = (x[c] - m32) * r32 * weight[c] + bias[c]
+
+
+@_jit(parallel=True)
+def _layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd):
+    """As the reference; dweight, dbias are summed over row blocks as in _bias_backward."""
+    N, C = inp.shape
+    nblk = (N + ROW_BLOCK - 1) // ROW_BLOCK
+    dweight_part = np.empty((nblk, C), np.float64)
+    dbias_part = np.empty((nblk, C), np.float64)
+    for blk in prange(nblk):
+        g = np.empty(C, np.float32)  # dout * weight, one row
+        xh = np.empty(C, np.float32)  # xhat, one row
+        pw = np.zeros(C, np.float32)  # this block's sum of dout * xhat
+        pb = np.zeros(C, np.float32)  # this block's sum of dout
+        for n in range(blk * ROW_BLOCK, min(N, (blk + 1) * ROW_BLOCK)):
+            m = mean[n]
+            r = rstd[n]
+            xr = inp[n]
+            dr = dout[n]
+            for c in range(C):
+                d = dr[c]
+                xh[c] = (xr[c] - m) * r
+                g[c] = d * weight[c]
+                pb[c] += d
+                pw[c] += d * xh[c]
+            # the row means of g and of g * xhat (float64, four partial sums each)
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            t0 = 0.0
+            t1 = 0.0
+            t2 = 0.0
+            t3 = 0.0
+            C4 = C - C % 4
+            for c in range(0, C4, 4):
+                s0 += g[c]
+                s1 += g[c + 1]
+                s2 += g[c + 2]
+                s3 += g[c + 3]
+                t0 += g[c] * xh[c]
+                t1 += g[c + 1] * xh[c + 1]
+                t2 += g[c + 2] * xh[c + 2]
+                t3 += g[c + 3] * xh[c + 3]
+            for c in range(C4, C):
+                s0 += g[c]
+                t0 += g[c] * xh[c]
+            gm = _F32(((s0 + s1) + (s2 + s3)) / C)
+            gxm = _F32(((t0 + t1) + (t2 + t3)) / C)
+            di = dinp[n]
+            for c in range(C):
+                di[c] = r * (g[c] - gm - xh[c] * gxm)
+        pwr = dweight_part[blk]
+        pbr = dbias_part[blk]
+        for c in range(C):
+            pwr[c] = pw[c]
+            pbr[c] = pb[c]
+    _reduce_blocks(dweight, dweight_part)
+    _reduce_blocks(dbias, dbias_part)
+
+
+# ---------------------------------------------------------------------------
+# bias, residual
+
+
+@_jit(parallel=True)
+def _bias_forward(out, bias):
+    N, O = out.shape
+    for n in prange(N):
+        y = out[n]
+        for o in range(O):
+            y[o] += bias[o]
+
+
+@_jit(parallel=True)
+def _bias_backward(dbias, x):
+    """dbias (O,) = column sums of x (N, O): blocks of ROW_BLOCK rows are summed in
+    float32 (rows in order), then the block sums in float64 (blocks in order)."""
+    N, O = x.shape
+    nblk = (N + ROW_BLOCK - 1) // ROW_BLOCK
+    part = np.empty((nblk, O), np.float64)
+    for blk in prange(nblk):
+        acc = np.zeros(O, np.float32)
+        for n in range(blk * ROW_BLOCK, min(N, (blk + 1) * ROW_BLOCK)):
+            xr = x[n]
+            for o in range(O):
+                acc[o] += xr[o]
+        pr = part[blk]
+        for o in range(O):
+            pr[o] = acc[o]
+    _reduce_blocks(dbias, part)
+
+
+@_jit(parallel=True)
+def _residual_forward(out, resid, branch, bias):
+    N, C = out.shape
+    for n in prange(N):
+        y = out[n]
+        r = resid[n]
+        x = branch[n]
+        for c in range(C):
+            y[c] = r[c] + x[c] + bias[c]
+
+
+@_jit(parallel=True)
+def _residual_backward(dresid, dbranch):
+    N, C = dresid.shape
+    for n in prange(N):
+        y = dresid[n]
+        x = dbranch[n]
+        for c in range(C):
+            y[c] += x[c]
+
+
+# ---------------------------------------------------------------------------
+# RoPE (NEOX pairs j, j + hs/2)
+
+
+@_jit(parallel=True)
+def _rope(out, inp, cos, sin, sign):
+    """out = rotation of inp by sign * theta; out may alias inp (each pair is read before written)."""
+    B, T, NH, hs = inp.shape
+    h2 = hs // 2
+    for bt in prange(B * T):
+        b = bt // T
+        t = bt % T
+        c = cos[t]  # (hs/2,)
+        s = sin[t]
+        for h in range(NH):
+            x = inp[b, t, h]  # (hs,)
+            y = out[b, t, h]
+            for j in range(h2):
+                sj = sign * s[j]
+                x1 = x[j]
+                x2 = x[j + h2]
+                y[j] = x1 * c[j] - x2 * sj
+                y[j + h2] = x2 * c[j] + x1 * sj
+
+
+# ---------------------------------------------------------------------------
+# causal attention
+
+
+@_jit()
+def _gather_head(dst, src, b, h, transpose):
+    """dst (T, hs), or (hs, T) if transpose, = src[b, :, h, :] of a (B, T, NH, hs) view."""
+    T = src.shape[1]
+    hs = src.shape[3]
+    for t in range(T):
+        row = src[b, t, h]
+        if transpose:
+            for d in range(hs):
+                dst[d, t] = row[d]
+        else:
+            drow = dst[t]
+            for d in range(hs):
+                drow[d] = row[d]
+
+
+@_jit()
+def _scores(s, qi, Kt, j0, nj):
+    """s[:nj] = qi (hs,) . K[j0:j0+nj] with K given transposed, Kt (hs, T); unscaled."""
+    hs = qi.shape[0]
+    for j in range(nj):
+        s[j] = 0.0
+    for d in range(hs):
+        qd = qi[d]
+        kd = Kt[d, j0:j0 + nj]
+        for j in range(nj):
+            s[j] += qd * kd[j]
+
+
+@_jit(parallel=True)
+def _attention_forward(out, lse, q, k, v):
+    B, T, NH, hs = q.shape
+    for bh in prange(B * NH):  # one thread per (b, h): it alone writes out[b, :, h], lse[b, h]
+        _attention_forward_head(out, lse, q, k, v, bh // NH, bh % NH)
+
+
+@_jit()
+def _attention_forward_head(out, lse, q, k, v, b, h):
+    B, T, NH, hs = q.shape
+    scale = _F32(1.0 / math.sqrt(hs))
+    # contiguous scratch for this (b, h): Q, V (T, hs) and K transposed (hs, T)
+    Q = np.empty((T, hs), np.float32)
+    Kt = np.empty((hs, T), np.float32)
+    Vs = np.empty((T, hs), np.float32)
+    _gather_head(Q, q, b, h, False)
+    _gather_head(Kt, k, b, h, True)
+    _gather_head(Vs, v, b, h, False)
+    s = np.empty(KEY_BLOCK, np.float32)  # scores, then probabilities, of one key block
+    bits = np.empty(KEY_BLOCK, np.int32)  # scratch of _exp_shifted
+    acc = np.empty(hs, np.float32)  # unnormalized output row
+    for i in range(T):
+        m = _NEG_INF  # running max of the scores
+        l = 0.0  # running sum of exp(score - m), float64
+        for d in range(hs):
+            acc[d] = 0.0
+        for j0 in range(0, i + 1, KEY_BLOCK):
+            nj = min(i + 1 - j0, KEY_BLOCK)
+            _scores(s, Q[i], Kt, j0, nj)
+            bm = _NEG_INF
+            for j in range(nj):
+                s[j] *= scale
+                bm = max(bm, s[j])
+            if bm > m:  # new running max: rescale what was summed so far
+                corr = _F32(math.exp(m - bm))
+                l *= corr
+                for d in range(hs):
+                    acc[d] *= corr
+                m = bm
+            sb = s[:nj]
+            _exp_shifted(sb, sb, m, bits)  # probabilities (times exp(m - lse))
+            l += _row_sum(sb)
+            for j in range(nj):
+                p = s[j]
+                vj = Vs[j0 + j]
+                for d in range(hs):
+                    acc[d] += p * vj[d]
+        inv = _F32(1.0 / l)
+        orow = out[b, i, h]
+        for d in range(hs):
+            orow[d] = acc[d] * inv
+        lse[b, h, i] = m + math.log(l)
+
+
+@_jit(parallel=True)
+def _attention_backward(dq, dk, dv, dout, q, k, v, out, lse):
+    B, T, NH, hs = q.shape
+    for bh in prange(B * NH):  # one thread per (b, h): it alone writes dq, dk, dv[b, :, h]
+        _attention_backward_head(dq, dk, dv, dout, q, k, v, out, lse, bh // NH, bh % NH)
+
+
+@_jit()
+def _attention_backward_head(dq, dk, dv, dout, q, k, v, out, lse, b, h):
+    B, T, NH, hs = q.shape
+    scale = _F32(1.0 / math.sqrt(hs))
+    Q = np.empty((T, hs), np.float32)
+    K = np.empty((T, hs), np.float32)
+    Kt = np.empty((hs, T), np.float32)
+    Vt = np.empty((hs, T), np.float32)
+    dO = np.empty((T, hs), np.float32)
+    _gather_head(Q, q, b, h, False)
+    _gather_head(K, k, b, h, False)
+    _gather_head(Kt, k, b, h, True)
+    _gather_head(Vt, v, b, h, True)
+    _gather_head(dO, dout, b, h, False)
+    dK = np.zeros((T, hs), np.float32)  # accumulated over query rows
+    dV = np.zeros((T, hs), np.float32)
+    p = np.empty(T, np.float32)  # probabilities of row i
+    ds = np.empty(T, np.float32)  # d scores of row i
+    bits = np.empty(T, np.int32)  # scratch of _exp_shifted
+    dqi = np.empty(hs, np.float32)
+    for i in range(T):
+        n = i + 1
+        qi = Q[i]
+        doi = dO[i]
+        orow = out[b, i, h]
+        di = 0.0  # delta_i = dout_i . out_i
+        for d in range(hs):
+            di += doi[d] * orow[d]
+        _scores(p, qi, Kt, 0, n)  # scores
+        _scores(ds, doi, Vt, 0, n)  # d probabilities = dout_i . v_j
+        li = lse[b, h, i]
+        di32 = _F32(di)
+        pn = p[:n]
+        for j in range(n):
+            pn[j] *= scale
+        _exp_shifted(pn, pn, li, bits)  # probabilities, recomputed from lse
+        for j in range(n):
+            ds[j] = p[j] * (ds[j] - di32) * scale
+        for d in range(hs):
+            dqi[d] = 0.0
+        for j in range(n):
+            pj = p[j]
+            sj = ds[j]
+            kj = K[j]
+            dkj = dK[j]
+            dvj = dV[j]
+            for d in range(hs):
+                dqi[d] += sj * kj[d]
+                dkj[d] += sj * qi[d]
+                dvj[d] += pj * doi[d]
+        dqrow = dq[b, i, h]
+        for d in range(hs):
+            dqrow[d] = dqi[d]
+    for t in range(T):
+        dkrow = dk[b, t, h]
+        dvrow = dv[b, t, h]
+        dKt = dK[t]
+        dVt = dV[t]
+        for d in range(hs):
+            dkrow[d] = dKt[d]
+            dvrow[d] = dVt[d]
+
+
+# ---------------------------------------------------------------------------
+# GELU (tanh approximation)
+
+
+# Eigen's rational approximation of tanh for float32 (p/q, odd/even polynomials
+# on x clamped to +-7.9053; within 7 ulp of tanh). Unlike libm's tanhf it is
+# plain arithmetic, so the GELU loops vectorize. NaN passes through.
+_TANH_CLAMP = np.float32(7.90531110763549805)
+_TA1 = np.float32(4.89352455891786e-03)
+_TA3 = np.float32(6.37261928875436e-04)
+_TA5 = np.float32(1.48572235717979e-05)
+_TA7 = np.float32(5.12229709037114e-08)
+_TA9 = np.float32(-8.60467152213735e-11)
+_TA11 = np.float32(2.00018790482477e-13)
+_TA13 = np.float32(-2.76076847742355e-16)
+_TB0 = np.float32(4.89352518554385e-03)
+_TB2 = np.float32(2.26843463243900e-03)
+_TB4 = np.float32(1.18534705686654e-04)
+_TB6 = np.float32(1.19825839466702e-06)
+
+
+@_jit()
+def _tanh(x):
+    if x > _TANH_CLAMP:
+        x = _TANH_CLAMP
+    if x < -_TANH_CLAMP:
+        x = -_TANH_CLAMP
+    x2 = x * x
+    p = ((((((_TA13 * x2 + _TA11) * x2 + _TA9) * x2 + _TA7) * x2 + _TA5) * x2 + _TA3) * x2 + _TA1) * x
+    q = ((_TB6 * x2 + _TB4) * x2 + _TB2) * x2 + _TB0
+    return p / q
+
+
+@_jit(parallel=True)
+def _gelu_forward(out, inp):
+    N, F = inp.shape
+    for n in prange(N):
+        xr = inp[n]
+        y = out[n]
+        for f in range(F):
+            x = xr[f]
+            t = _tanh(_GELU_C * (x + _GELU_A * x * x * x))
+            y[f] = _HALF * x * (_ONE + t)
+
+
+@_jit(parallel=True)
+def _gelu_backward(dinp, dout, inp):
+    N, F = inp.shape
+    for n in prange(N):
+        xr = inp[n]
+        dr = dout[n]
+        y = dinp[n]
+        for f in range(F):
+            x = xr[f]
+            t = _tanh(_GELU_C * (x + _GELU_A * x * x * x))
+            dt = _GELU_C * (_ONE + _GELU_3A * x * x)
+            y[f] = dr[f] * (_HALF * (_ONE + t) + _HALF * x * (_ONE - t * t) * dt)
+
+
+# ---------------------------------------------------------------------------
+# cross-entropy fused with softmax
+
+
+@_jit(parallel=True)
+def _crossentropy(losses, dlogits, logits, targets, dscale):
+    R, V = logits.shape
+    ds = _F32(dscale)
+    for r in prange(R):
+        t = targets[r]
+        dr = dlogits[r]
+        if t < 0:
+            losses[r] = 0.0
+            for c in range(V):
+                dr[c] = 0.0
+            continue
+        xr = logits[r]
+        lt = xr[t]
+        m = _row_max(xr)  # a NaN in the row makes the sum, so the loss and gradient, NaN
+        bits = np.empty(V, np.int32)
+        _exp_shifted(dr, xr, m, bits)  # e = exp(logits - m); dlogits may alias logits
+        et = dr[t]
+        ssum = _row_sum(dr)
+        losses[r] = (m + math.log(ssum)) - lt
+        s32 = _F32(ssum)
+        for c in range(V):
+            dr[c] = dr[c] / s32 * ds
+        dr[t] = (et / s32 - _ONE) * ds
+
+
+# ---------------------------------------------------------------------------
+# optimizer
+
+
+@_jit(parallel=True)
+def _sumsq_chunks(part, x):
+    """part (nchunks,) float64 = sum of squares of each NORM_CHUNK slice of x (P,)."""
+    P = x.shape[0]
+    for ci in prange(part.shape[0]):
+        lo = ci * NORM_CHUNK
+        hi = min(P, lo + NORM_CHUNK)
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        hi4 = hi - (hi - lo) % 4
+        for i in range(lo, hi4, 4):
+            a0 = np.float64(x[i])
+            a1 = np.float64(x[i + 1])
+            a2 = np.float64(x[i + 2])
+            a3 = np.float64(x[i + 3])
+            s0 += a0 * a0
+            s1 += a1 * a1
+            s2 += a2 * a2
+            s3 += a3 * a3
+        for i in range(hi4, hi):
+            a0 = np.float64(x[i])
+            s0 += a0 * a0
+        part[ci] = (s0 + s1) + (s2 + s3)
+
+
+@_jit(parallel=True)
+def _adamw(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay, step, grad_scale):
+    P = params.shape[0]
+    b1 = _F32(beta1)
+    b2 = _F32(beta2)
+    bc1 = _F32(1.0 - math.pow(np.float64(b1), step))
+    bc2 = _F32(1.0 - math.pow(np.float64(b2), step))
+    omb1 = _ONE - b1
+    omb2 = _ONE - b2
+    lr32 = _F32(lr)
+    lr_wd = lr32 * _F32(weight_decay)
+    eps32 = _F32(eps)
+    gs = _F32(grad_scale)
+    for i in prange(P):  # element-wise: any partition gives the same result
+        g = grads[i] * gs
+        mi = b1 * m[i] + omb1 * g
+        vi = b2 * v[i] + omb2 * (g * g)
+        m[i] = mi
+        v[i] = vi
+        p = params[i]
+        if decay_mask[i]:
+            p = p - lr_wd * p
+        mhat = mi / bc1
+        vhat = vi / bc2
+        params[i] = p - lr32 * mhat / (math.sqrt(vhat) + eps32)
+
+
+@_jit()
+def _sum_in_order(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i]
+    return s
+
+
+# ---------------------------------------------------------------------------
+# wrappers: the reference signatures, checks at the boundary
+
+
+def _f32(name, a, ndim=None, out=False):
+    """a, checked: a float32 ndarray (of ndim dims; writable if an output)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != np.float32:
+        raise TypeError(f"numba kernels run float32 only: {name} has dtype {a.dtype}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
+    if out and not a.flags.writeable:
+        raise ValueError(f"{name} is an output and must be writable")
+    return a
+
+
+def _int(name, a, dtype=np.int32):
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != 1:
+        got = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
+        raise TypeError(f"{name} must be a 1-D {np.dtype(dtype)} array, got {got}"
+                        + (f" with shape {a.shape}" if isinstance(a, np.ndarray) else ""))
+    return a
+
+
+def _same(name, a, shape):
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {a.shape}, expected {tuple(shape)}")
+
+
+def _rows(name, a):
+    """a as a 2-D (rows, last dim) array sharing memory: 2-D as is, else a C-contiguous reshape."""
+    if a.ndim == 2:
+        return a
+    if a.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: a non-contiguous {a.ndim}-D array is not supported (2-D views are)")
+    return a.reshape(-1, a.shape[-1])
+
+
+def embedding_forward(out, tokens, wte):
+    """out (N, C) = wte[tokens]; tokens (N,) int32, wte (V, C)."""
+    _f32("out", out, 2, out=True)
+    _f32("wte", wte, 2)
+    _int("tokens", tokens)
+    N, C = out.shape
+    _same("tokens", tokens, (N,))
+    _same("wte", wte, (wte.shape[0], C))
+    _check_ids("tokens", tokens, wte.shape[0], allow_ignore=False)
+    _embedding_forward(out, tokens, wte)
+
+
+def embedding_backward(dwte, dout, tokens):
+    """dwte (V, C) += scatter of dout (N, C) rows at tokens (N,). Adds; deterministic."""
+    _f32("dwte", dwte, 2, out=True)
+    _f32("dout", dout, 2)
+    _int("tokens", tokens)
+    N, C = dout.shape
+    _same("tokens", tokens, (N,))
+    _same("dwte", dwte, (dwte.shape[0], C))
+    _check_ids("tokens", tokens, dwte.shape[0], allow_ignore=False)
+    _embedding_backward(dwte, dout, tokens)
+
+
+def _check_ids(name, ids, V, allow_ignore):
+    """ids within [0, V) (or -1 when allowed): a bad id would read or write out of bounds."""
+    if ids.size == 0:
+        return
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < (-1 if allow_ignore else 0) or hi >= V:
+        raise ValueError(f"{name} holds ids in [{lo}, {hi}], outside [0, {V})"
+                         + (" (or -1)" if allow_ignore else ""))
+
+
+def layernorm_forward(out, mean, rstd, inp, weight, bias, eps):
+    """out (N, C), mean (N,), rstd (N,) <- inp (N, C), weight (C,), bias (C,)."""
+    _f32("inp", inp, 2)
+    N, C = inp.shape
+    for nm, a, shp in (("out", out, (N, C)), ("mean", mean, (N,)), ("rstd", rstd, (N,))):
+        _f32(nm, a, out=True)
+        _same(nm, a, shp)
+    for nm, a in (("weight", weight), ("bias", bias)):
+        _f32(nm, a)
+        _same(nm, a, (C,))
+    _layernorm_forward(out, mean, rstd, inp, weight, bias, float(eps))
+
+
+def layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd):
+    """dinp (N, C), dweight (C,), dbias (C,) <- dout (N, C), saved inp/mean/rstd."""
+    _f32("inp", inp, 2)
+    N, C = inp.shape
+    for nm, a, shp, o in (("dinp", dinp, (N, C), True), ("dweight", dweight, (C,), True),
+                          ("dbias", dbias, (C,), True), ("dout", dout, (N, C), False),
+                          ("weight", weight, (C,), False), ("mean", mean, (N,), False),
+                          ("rstd", rstd, (N,), False)):
+        _f32(nm, a, out=o)
+        _same(nm, a, shp)
+    _layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd)
+
+
+def bias_forward(out, bias):
+    """out (N, O) += bias (O,)."""
+    _f32("out", out, out=True)
+    _f32("bias", bias, 1)
+    o2 = _rows("out", out)
+    _same("bias", bias, (o2.shape[1],))
+    _bias_forward(o2, bias)
+
+
+def bias_backward(dbias, dout):
+    """dbias (O,) = column sums of dout (N, O), summed over fixed row blocks."""
+    _f32("dbias", dbias, 1, out=True)
+    _f32("dout", dout)
+    d2 = _rows("dout", dout)
+    N, O = d2.shape
+    _same("dbias", dbias, (O,))
+    _bias_backward(dbias, d2)
+
+
+def residual_forward(out, resid, branch, bias):
+    """out (N, C) = resid + branch + bias; out may alias branch."""
+    for nm, a in (("out", out), ("resid", resid), ("branch", branch)):
+        _f32(nm, a, out=nm == "out")
+        _same(nm, a, out.shape)
+    _f32("bias", bias, 1)
+    o2 = _rows("out", out)
+    _same("bias", bias, (o2.shape[1],))
+    _residual_forward(o2, _rows("resid", resid), _rows("branch", branch), bias)
+
+
+def residual_backward(dresid, dbranch):
+    """dresid (N, C) += dbranch (N, C)."""
+    _f32("dresid", dresid, out=True)
+    _f32("dbranch", dbranch)
+    _same("dbranch", dbranch, dresid.shape)
+    _residual_backward(_rows("dresid", dresid), _rows("dbranch", dbranch))
+
+
+def _rope_checks(out, inp, cos, sin, outname, inname):
+    _f32(outname, out, 4, out=True)
+    _f32(inname, inp, 4)
+    _same(outname, out, inp.shape)
+    B, T, NH, hs = inp.shape
+    if hs % 2:
+        raise ValueError(f"head size {hs} must be even for RoPE")
+    for nm, a in (("cos", cos), ("sin", sin)):
+        _f32(nm, a, 2)
+        _same(nm, a, (T, hs // 2))
+
+
+def rope_forward(out, inp, cos, sin):
+    """out (B, T, NH, hs) = rotate(inp); cos/sin (T, hs/2). out may alias inp."""
+    _rope_checks(out, inp, cos, sin, "out", "inp")
+    _rope(out, inp, cos, sin, _ONE)
+
+
+def rope_backward(dinp, dout, cos, sin):
+    """dinp (B, T, NH, hs) = rotation of dout by -theta. dinp may alias dout."""
+    _rope_checks(dinp, dout, cos, sin, "dinp", "dout")
+    _rope(dinp, dout, cos, sin, _F32(-1.0))
+
+
+def attention_forward(out, lse, q, k, v):
+    """out (B, T, NH, hs), lse (B, NH, T) <- q, k, v (B, T, NH, hs), causal, scale 1/sqrt(hs)."""
+    _f32("q", q, 4)
+    B, T, NH, hs = q.shape
+    for nm, a in (("k", k), ("v", v), ("out", out)):
+        _f32(nm, a, 4, out=nm == "out")
+        _same(nm, a, q.shape)
+    _f32("lse", lse, 3, out=True)
+    _same("lse", lse, (B, NH, T))
+    _attention_forward(out, lse, q, k, v)
+
+
+def attention_backward(dq, dk, dv, dout, q, k, v, out, lse):
+    """dq, dk, dv (B, T, NH, hs) <- dout and the forward's q, k, v, out, lse (B, NH, T)."""
+    _f32("q", q, 4)
+    B, T, NH, hs = q.shape
+    for nm, a in (("dq", dq), ("dk", dk), ("dv", dv), ("dout", dout), ("k", k), ("v", v),
+                  ("out", out)):
+        _f32(nm, a, 4, out=nm in ("dq", "dk", "dv"))
+        _same(nm, a, q.shape)
+    _f32("lse", lse, 3)
+    _same("lse", lse, (B, NH, T))
+    _attention_backward(dq, dk, dv, dout, q, k, v, out, lse)
+
+
+def gelu_forward(out, inp):
+    """out (N, F) = 0.5 x (1 + tanh(c (x + a x^3)))."""
+    _f32("out", out, out=True)
+    _f32("inp", inp)
+    _same("out", out, inp.shape)
+    _gelu_forward(_rows("out", out), _rows("inp", inp))
+
+
+def gelu_backward(dinp, dout, inp):
+    """dinp (N, F) = dout * gelu'(inp)."""
+    _f32("dinp", dinp, out=True)
+    _f32("dout", dout)
+    _f32("inp", inp)
+    _same("dinp", dinp, inp.shape)
+    _same("dout", dout, inp.shape)
+    _gelu_backward(_rows("dinp", dinp), _rows("dout", dout), _rows("inp", inp))
+
+
+def crossentropy_forward_backward(losses, dlogits, logits, targets, dscale):
+    """losses (R,), dlogits (R, V) <- logits (R, V), targets (R,) int32 (-1: ignored).
+
+    dlogits = (softmax - onehot) * dscale; dlogits may alias logits.
+    """
+    _f32("logits", logits, 2)
+    R, V = logits.shape
+    _f32("losses", losses, 1, out=True)
+    _same("losses", losses, (R,))
+    _f32("dlogits", dlogits, 2, out=True)
+    _same("dlogits", dlogits, (R, V))
+    _int("targets", targets)
+    _same("targets", targets, (R,))
+    _check_ids("targets", targets, V, allow_ignore=True)
+    _crossentropy(losses, dlogits, logits, targets, float(dscale))
+
+
+def grad_norm_sq(grads):
+    """Sum of squares of grads (P,) in float64: fixed chunks, then the chunk sums in order."""
+    _f32("grads", grads, 1)
+    part = np.empty((grads.shape[0] + NORM_CHUNK - 1) // NORM_CHUNK, np.float64)
+    _sumsq_chunks(part, grads)
+    return float(_sum_in_order(part))
+
+
+def adamw_step(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay,
+               step, grad_scale):
+    """One fused AdamW update over flat buffers (P,), in place (operation order of the C kernel)."""
+    _f32("params", params, 1, out=True)
+    P = params.shape[0]
+    for nm, a, o in (("grads", grads, False), ("m", m, True), ("v", v, True)):
+        _f32(nm, a, 1, out=o)
+        _same(nm, a, (P,))
+    _int("decay_mask", decay_mask, np.uint8)
+    _same("decay_mask", decay_mask, (P,))
+    if int(step) < 1:
+        raise ValueError(f"adamw_step: step counts from 1, got {step}")
+    _adamw(params, grads, m, v, decay_mask, float(lr), float(beta1), float(beta2), float(eps),
+           float(weight_decay), int(step), float(grad_scale))
