@@ -1,0 +1,344 @@
+"""Export a training checkpoint to GGUF (+ an Ollama Modelfile), and import GGUF back.
+
+    python -m codette_np.export --checkpoint runs/micro --dtype q8_0
+    python -m codette_np.export --checkpoint runs/micro/last.ckpt --out micro.gguf --dtype f16
+
+Export reads a checkpoint file, or a run directory (best.ckpt, else
+last.ckpt), writes a llama.cpp `starcoder2` GGUF with codette_np.gguf_io
+(atomically: a failed export leaves no .gguf behind) and an Ollama
+Modelfile next to it, and prints the commands to run the file.
+
+Import: `load_gguf_model(path)` returns (Model, Tokenizer, metadata) from a
+starcoder2 GGUF of any supported type (f32, f16, bf16, q8_0, q4_0); an f32
+file gives back bit-identical weights. The SentencePiece tokenizer is rebuilt
+from the GGUF's own piece table (pieces, scores, types, special ids,
+add_space_prefix): that table is what llama.cpp tokenizes with, so the
+rebuilt tokenizer encodes as llama.cpp does, for our files and foreign ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import struct
+import sys
+from pathlib import Path
+
+
+from codette_np import gguf_io, quant
+
+GGUF_ALIGNMENT = 32  # gguf-py's default tensor data alignment
+
+# SentencePiece piece types (the same codes as GGUF token types)
+SP_NORMAL, SP_UNKNOWN, SP_CONTROL, SP_USER_DEFINED, SP_UNUSED, SP_BYTE = 1, 2, 3, 4, 5, 6
+SP_MODEL_BPE = 2  # TrainerSpec.ModelType.BPE
+
+
+class ExportError(RuntimeError):
+    """A failed export, with a one-line message for the user."""
+
+
+# --------------------------------------------------------------------------- SentencePiece proto writer
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1  # negative ints as 64-bit two's complement (protobuf int32/int64)
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _pb_int(field: int, value: int) -> bytes:
+    return _varint(field << 3) + _varint(int(value))
+
+
+def _pb_float(field: int, value: float) -> bytes:
+    return _varint(field << 3 | 5) + struct.pack("<f", value)
+
+
+def _pb_bytes(field: int, data: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(data)) + data
+
+
+def _pb_str(field: int, text: str) -> bytes:
+    return _pb_bytes(field, text.encode("utf-8"))
+
+
+def sentencepiece_model_proto(tokens, scores, types, unk_id: int, bos_id: int, eos_id: int,
+                              add_dummy_prefix: bool) -> bytes:
+    """A serialized SentencePiece ModelProto (BPE) that tokenizes like llama.cpp's "llama" tokenizer.
+
+    Fields written: pieces (piece, score, type); TrainerSpec model_type BPE,
+    vocab_size, byte_fallback (when all 256 <0xXX> byte pieces exist),
+    unk/bos/eos ids and pieces, no pad; NormalizerSpec "identity" (no
+    character map), add_dummy_prefix, remove_extra_whitespaces false,
+    escape_whitespaces true. CONTROL pieces other than BOS/EOS (llama.cpp
+    marks `<|end|>` CONTROL) become USER_DEFINED, so that, as in codette_np's
+    own tokenizer, they are matched in text as single pieces.
+    """
+    n = len(tokens)
+    if not (len(scores) == len(types) == n):
+        raise ValueError(f"{n} tokens, {len(scores)} scores, {len(types)} types: these must agree")
+    for key, i in (("unk", unk_id), ("bos", bos_id), ("eos", eos_id)):
+        if not 0 <= int(i) < n:
+            raise ValueError(f"{key} id {i} is not a token id")
+    sp_types = []
+    for i, t in enumerate(types):
+        t = int(t)
+        if t == SP_CONTROL and i not in (bos_id, eos_id):
+            t = SP_USER_DEFINED
+        elif not SP_NORMAL <= t <= SP_BYTE:
+            t = SP_NORMAL  # e.g. GGUF's UNDEFINED (0)
+        sp_types.append(t)
+    type_of = dict(zip(tokens, sp_types))
+    byte_fallback = all(type_of.get(f"<0x{b:02X}>") == SP_BYTE for b in range(256))
+
+    pieces = b"".join(
+        _pb_bytes(1, _pb_str(1, str(tok)) + _pb_float(2, float(score)) + _pb_int(3, t))
+        for tok, score, t in zip(tokens, scores, sp_types))
+    trainer = b"".join([
+        _pb_int(3, SP_MODEL_BPE), _pb_int(4, n), _pb_int(35, byte_fallback),
+        _pb_int(40, unk_id), _pb_int(41, bos_id), _pb_int(42, eos_id), _pb_int(43, -1),
+        _pb_str(45, str(tokens[unk_id])), _pb_str(46, str(tokens[bos_id])), _pb_str(47, str(tokens[eos_id])),
+    ])
+    normalizer = b"".join([
+        _pb_str(1, "identity"), _pb_bytes(2, b""), _pb_int(3, bool(add_dummy_prefix)),
+        _pb_int(4, False), _pb_int(5, True),
+    ])
+    return pieces + _pb_bytes(2, trainer) + _pb_bytes(3, normalizer)
+
+
+def tokenizer_from_gguf(tokenizer_info: dict):
+    """A codette_np Tokenizer from gguf_io.read_gguf's tokenizer_info.
+
+    Returns None when the file's tokenizer is not SentencePiece-style
+    (tokenizer.ggml.model != "llama"); raises ValueError when it is but
+    cannot be rebuilt.
+    """
+    from codette_np.tokenizer import Tokenizer, TokenizerError
+
+    if tokenizer_info.get("model") != "llama":
+        return None
+    proto = sentencepiece_model_proto(
+        tokenizer_info["tokens"], tokenizer_info["scores"], tokenizer_info["token_types"],
+        unk_id=int(tokenizer_info["unk_id"]), bos_id=int(tokenizer_info["bos_id"]),
+        eos_id=int(tokenizer_info["eos_id"]), add_dummy_prefix=bool(tokenizer_info["add_space_prefix"]))
+    try:
+        return Tokenizer.from_proto(proto)
+    except TokenizerError as e:
+        raise ValueError(f"cannot rebuild the SentencePiece tokenizer: {e}") from None
+
+
+# --------------------------------------------------------------------------- import
+
+def load_gguf_model(path, backend: str | None = None):
+    """(Model, Tokenizer | None, metadata) from a starcoder2 GGUF file.
+
+    Tensors of any supported type (f32, f16, bf16, q8_0, q4_0) are
+    dequantized to float32 and copied into a new Model's flat buffer (f32
+    files round-trip bit for bit). metadata holds every non-tokenizer key
+    (hyperparameters, general.training.* provenance) and, under "tokenizer",
+    the tokenizer's special ids, flags and chat template. The tokenizer is
+    None when the file's tokenizer is not SentencePiece-style. Raises
+    ValueError naming the file when it cannot be used.
+    """
+    from codette_np.model import Model
+
+    path = os.fspath(path)
+    cfg, params, tok_info, meta = gguf_io.read_gguf(path)
+    try:
+        tok = tokenizer_from_gguf(tok_info)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    if tok is not None and tok.vocab_size != cfg.vocab_size:
+        raise ValueError(f"{path}: tokenizer has {tok.vocab_size} pieces, the model {cfg.vocab_size} rows")
+    model = Model(cfg, init=False, backend=backend)
+    for name, view in model.named_parameters():
+        view[...] = params[name]
+    meta = dict(meta)
+    meta["tokenizer"] = {k: v for k, v in tok_info.items() if k not in ("tokens", "scores", "token_types")}
+    return model, tok, meta
+
+
+# --------------------------------------------------------------------------- export
+
+def resolve_checkpoint(path) -> Path:
+    """A checkpoint file: `path` itself, or in a run directory best.ckpt, else last.ckpt."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.ckpt", "last.ckpt"):
+            if (p / name).is_file():
+                return p / name
+        raise ExportError(f"no best.ckpt or last.ckpt in {p}")
+    if not p.exists():
+        raise ExportError(f"checkpoint not found: {p}")
+    return p
+
+
+def _padded(n: int) -> int:
+    return -(-n // GGUF_ALIGNMENT) * GGUF_ALIGNMENT
+
+
+def tensor_data_bytes(cfg, dtype: str) -> int:
+    """Bytes of tensor data (with alignment padding) in a GGUF of file type `dtype`."""
+    from codette_np.params import param_layout
+
+    return sum(_padded(quant.nbytes(quant.storage_dtype(dtype, shape), shape))
+               for _, shape in param_layout(cfg))
+
+
+def f32_file_size(file_size: int, cfg, dtype: str) -> int:
+    """Size the same GGUF would have as f32 (only the tensor data differs)."""
+    return file_size - tensor_data_bytes(cfg, dtype) + tensor_data_bytes(cfg, "f32")
+
+
+def export_checkpoint(checkpoint, out=None, dtype: str = "f16", name: str | None = None,
+                      modelfile: bool = True) -> dict:
+    """Write the GGUF (and Modelfile) for a checkpoint file or run directory.
+
+    out defaults to codette-<size>-<dtype>.gguf next to the checkpoint; name
+    (general.name and the suggested Ollama name) to codette-<size>. Returns
+    paths, sizes and provenance. Raises ExportError with a one-line message.
+    """
+    from codette_np.checkpoint import CheckpointError
+    from codette_np.train import load_model_and_tokenizer
+
+    if dtype not in quant.DTYPES:
+        raise ExportError(f"unsupported dtype {dtype!r}; choose one of {', '.join(quant.DTYPES)}")
+    if name is not None and (not name or any(c.isspace() for c in name)):
+        raise ExportError(f"--name must be non-empty and without spaces, got {name!r}")
+    if out is not None:
+        _check_output(Path(out))
+    ckpt = resolve_checkpoint(checkpoint)
+    try:
+        model, tok, header = load_model_and_tokenizer(ckpt)
+    except CheckpointError as e:
+        raise ExportError(str(e)) from None
+    except (KeyError, TypeError, ValueError) as e:  # a readable file that is not a training checkpoint
+        raise ExportError(f"{ckpt}: not a codette_np training checkpoint ({type(e).__name__}: {e})") from None
+    cfg = model.cfg
+    size = header.get("size") or cfg.name
+    name = name or f"codette-{size}"
+    out = Path(out) if out is not None else ckpt.parent / f"codette-{size}-{dtype}.gguf"
+    _check_output(out)
+    provenance = {"steps": header.get("step"), "tokens_seen": header.get("tokens_seen"),
+                  "val_loss": header.get("best_val")}
+    try:
+        types = gguf_io.write_gguf(out, cfg, dict(model.named_parameters()), tok, dtype=dtype,
+                                   provenance=provenance, name=name)
+    except ValueError as e:
+        raise ExportError(f"cannot export {ckpt}: {e}") from None
+    except OSError as e:
+        raise ExportError(f"cannot write {out}: {e.strerror or e}") from None
+    mf = None
+    if modelfile:
+        mf = out.parent / "Modelfile"
+        try:
+            gguf_io.write_modelfile(mf, out.name, cfg)
+        except OSError as e:
+            raise ExportError(f"wrote {out}, but cannot write {mf}: {e.strerror or e}") from None
+    size_bytes = out.stat().st_size
+    return {"gguf": out, "modelfile": mf, "checkpoint": ckpt, "name": name, "dtype": dtype,
+            "bytes": size_bytes, "f32_bytes": f32_file_size(size_bytes, cfg, dtype), "types": types,
+            "provenance": provenance, "context_length": cfg.context_length, "n_params": model.n_params}
+
+
+def _check_output(out: Path) -> None:
+    if out.is_dir():
+        raise ExportError(f"cannot write {out}: it is a directory (give a file name such as model.gguf)")
+    parent = out.parent
+    if not parent.exists():
+        raise ExportError(f"cannot write {out}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise ExportError(f"cannot write {out}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK):
+        raise ExportError(f"cannot write {out}: directory {parent} is not writable")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB"
+
+
+def next_commands(result: dict) -> list[str]:
+    """Shell commands that run the exported file with llama-cpp-python and Ollama."""
+    gguf = str(result["gguf"])
+    code = ("from llama_cpp import Llama; "
+            f"llm = Llama(model_path={json.dumps(gguf)}, n_ctx={result['context_length']}, verbose=False); "
+            'r = llm.create_chat_completion(messages=[{"role": "user", "content": "Who are you?"}], '
+            'max_tokens=64); print(r["choices"][0]["message"]["content"])')
+    cmds = [f"python3 -c {shlex.quote(code)}"]
+    if result["modelfile"] is not None:
+        name = shlex.quote(result["name"])
+        where = shlex.quote(str(result["modelfile"].parent))
+        cmds += [f"cd {where} && ollama create {name} -f Modelfile", f"ollama run {name}"]
+    return cmds
+
+
+def report(result: dict) -> str:
+    """What was written, its size against an f32 file, and the next commands."""
+    p = result["provenance"]
+    size = f"{_mib(result['bytes'])} as {result['dtype']}"
+    if result["dtype"] != "f32":
+        size += f" ({result['bytes'] / result['f32_bytes']:.0%} of the {_mib(result['f32_bytes'])} of f32)"
+    lines = [f"wrote {result['gguf']}: {size}, {result['n_params']:,} parameters"]
+    prov = [f"step {p['steps']}" if p["steps"] is not None else None,
+            f"{p['tokens_seen']:,} tokens seen" if p["tokens_seen"] is not None else None,
+            f"best validation loss {p['val_loss']:.4f}" if p["val_loss"] is not None else None]
+    lines.append(f"from {result['checkpoint']}: " + (", ".join(x for x in prov if x) or "no training record"))
+    if result["modelfile"] is not None:
+        lines.append(f"wrote {result['modelfile']}")
+    lines.append("next:")
+    lines += [f"  {c}" for c in next_commands(result)]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- command line
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m codette_np.export", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, metavar="DIR_OR_CKPT",
+                    help="a .ckpt file, or a run directory (uses best.ckpt, else last.ckpt)")
+    ap.add_argument("--out", default=None, metavar="FILE.gguf",
+                    help="GGUF file to write (default: codette-<size>-<dtype>.gguf next to the checkpoint); "
+                         "its directory must exist")
+    ap.add_argument("--dtype", default="f16", metavar="DTYPE",
+                    help="weight storage: f32, f16 (default), bf16, q8_0 or q4_0; biases and norms stay f32, "
+                         "q8_0/q4_0 matrices whose rows are not whole 32-blocks fall back to f16")
+    ap.add_argument("--name", default=None,
+                    help="model name written to general.name and used in the Ollama commands "
+                         "(default codette-<size>)")
+    ap.add_argument("--no-modelfile", action="store_true",
+                    help="do not write the Ollama Modelfile next to the GGUF")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the writer removes its temporary file.
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        result = export_checkpoint(args.checkpoint, args.out, args.dtype, args.name,
+                                   modelfile=not args.no_modelfile)
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    print(report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
