@@ -27,7 +27,6 @@ import struct
 import sys
 from pathlib import Path
 
-
 from codette_np import gguf_io, quant
 
 GGUF_ALIGNMENT = 32  # gguf-py's default tensor data alignment
