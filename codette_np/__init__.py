@@ -1,10 +1,19 @@
 """codette_np: a CPU-first engine that trains starcoder2-architecture
 transformers from scratch with hand-written kernels and writes GGUF."""
 
-from codette_np import backend
-from codette_np.config import PRESETS, ModelConfig
-from codette_np.model import Model
-from codette_np.optim import AdamW, lr_schedule
+import os
+
+# The C kernels' OpenMP threads and numpy's BLAS threads take turns on the same
+# cores. OpenMP threads that spin-wait after each parallel region steal the
+# cores the next GEMM needs (measured: several times slower steps), so they
+# sleep instead unless the user chose otherwise. Must be set before the C
+# extension (and with it the OpenMP runtime) loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+from codette_np import backend  # noqa: E402
+from codette_np.config import PRESETS, ModelConfig  # noqa: E402
+from codette_np.model import Model  # noqa: E402
+from codette_np.optim import AdamW, lr_schedule  # noqa: E402
 
 __all__ = ["ModelConfig", "PRESETS", "Model", "AdamW", "lr_schedule", "backend"]
 __version__ = "0.1.0"
