@@ -46,7 +46,7 @@ def error_bound(x, dtype):
     if dtype == "f16":
         return np.abs(x) * 2.0 ** -11 + 2.0 ** -25
     if dtype == "bf16":
-        return np.abs(x) * 2.0 ** -8
+        return np.abs(x) * 2.0 ** -8 + 2.0 ** -134  # relative, plus half the smallest bf16 subnormal
     blocks = x.reshape(-1, quant.QK)
     amax = np.abs(blocks).max(axis=1, keepdims=True)
     if dtype == "q8_0":  # half a step, plus the fp16 rounding of d (times |q| <= 127)
