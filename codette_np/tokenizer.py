@@ -6,6 +6,12 @@ characters become <0xXX> byte pieces), identity normalisation, whitespace
 kept as is, digits split, ids unk=0, bos=1, eos=2, no pad, and the five chat
 markers (chat.MARKERS) as user-defined pieces, so each is a single id.
 
+The newline is a user-defined piece too, so it never merges with what
+follows. Otherwise BPE learns pieces like '\n{"' and a prompt that ends in
+'<|assistant|>\n' tokenizes differently from the same text inside a
+training example: the model would see a token sequence at generation time
+that training never showed it.
+
 No dummy prefix by default. llama.cpp's SPM ("llama") tokenizer, when
 `tokenizer.ggml.add_space_prefix` is true, inserts a space before the first
 text fragment *and after every special or user-defined token*; SentencePiece
@@ -44,7 +50,7 @@ from codette_np import chat
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
-CACHE_FORMAT = 1  # bump to invalidate cached models when settings change meaning
+CACHE_FORMAT = 2  # bump to invalidate cached models when settings change meaning
 
 
 class TokenizerError(ValueError):
@@ -58,7 +64,7 @@ def trainer_settings(vocab_size: int, add_dummy_prefix: bool = False) -> dict:
         normalization_rule_name="identity", remove_extra_whitespaces=False,
         add_dummy_prefix=add_dummy_prefix, split_digits=True, allow_whitespace_only_pieces=True,
         unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID, pad_id=-1,
-        user_defined_symbols=list(chat.MARKERS), character_coverage=1.0,
+        user_defined_symbols=[*chat.MARKERS, "\n"], character_coverage=1.0,
         input_sentence_size=0, shuffle_input_sentence=False, num_threads=2, minloglevel=2,
     )
 

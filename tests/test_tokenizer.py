@@ -188,3 +188,23 @@ def test_bad_encode_decode_and_load(tok, tmp_path):
         T.Tokenizer.from_proto(b"garbage bytes")
     with pytest.raises(T.TokenizerError, match="not a valid"):
         T.Tokenizer.from_proto(b"")
+
+
+def test_generation_prompt_tokenizes_as_a_prefix_of_the_training_text():
+    """A prompt that ends in '<|assistant|>\\n' must give exactly the tokens the
+    same text has inside a training example (no merge across the boundary)."""
+    from codette_np import chat, data
+    from codette_np.tokenizer import train
+
+    examples = data.generate(400, seed=3)
+    tok = train([e["text"] for e in examples], 800)
+    checked = 0
+    for e in examples:
+        msgs = e.get("messages") or []
+        for i, m in enumerate(msgs):
+            if m["role"] == "assistant":
+                prompt = tok.encode(chat.generation_prompt(msgs[:i]))
+                full = tok.encode(e["text"])
+                assert full[:len(prompt)] == prompt, e["text"][:200]
+                checked += 1
+    assert checked > 100
