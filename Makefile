@@ -33,7 +33,7 @@ test-asan: install
 # bench: kernel and training-step benchmarks, side by side per backend (BLAS pinned as the notes say)
 bench: install
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(VPY) -m pytest benchmarks -q --benchmark-only \
-		--benchmark-columns=median,iqr,rounds --benchmark-sort=name -p no:randomly
+		--benchmark-columns=median,iqr,rounds --benchmark-sort=name --benchmark-max-time=0.5
 
 # clean: remove build products, caches and the virtual environment
 clean:

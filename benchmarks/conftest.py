@@ -1,0 +1,65 @@
+"""Benchmark plumbing: every benchmark records (group, name, backend, work,
+unit) and the session prints one table per group with the rate and the
+speedup over the NumPy reference, all measured side by side in this run.
+
+Run with `make bench` (it unsets OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for the
+run and this file reports which BLAS kernel numpy actually used).
+"""
+
+import os
+
+import pytest
+
+RESULTS = []  # (group, name, backend, median seconds, work, unit)
+
+
+@pytest.fixture
+def record(benchmark):
+    """record(group, name, backend, fn, work, unit): time fn with pytest-benchmark and keep its median."""
+
+    def run(group, name, backend, fn, work, unit, rounds=None):
+        benchmark.group = f"{group}:{name}"
+        benchmark.extra_info.update(backend=backend, work=work, unit=unit)
+        if rounds:
+            benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
+        else:
+            benchmark(fn)
+        RESULTS.append((group, name, backend, benchmark.stats.stats.median, work, unit))
+
+    return run
+
+
+def _fmt_rate(work, unit, sec):
+    if unit == "bytes":
+        return f"{work / sec / 1e9:8.1f} GB/s"
+    if unit == "flops":
+        return f"{work / sec / 1e9:8.1f} GFLOP/s"
+    if unit == "tokens":
+        return f"{work / sec:8.0f} tok/s"
+    return ""
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not RESULTS:
+        return
+    tr = terminalreporter
+    try:
+        from threadpoolctl import threadpool_info
+        blas = ", ".join(f"{i['internal_api']} {i.get('version', '')} kernel={i.get('architecture')} "
+                         f"threads={i['num_threads']}" for i in threadpool_info()
+                         if i["user_api"] == "blas")
+    except ImportError:
+        blas = "unknown (threadpoolctl missing)"
+    tr.write_sep("=", "codette_np benchmark table (medians of this run)")
+    tr.write_line(f"BLAS: {blas}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}; "
+                  f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    base = {(g, n): s for g, n, b, s, _, _ in RESULTS if b == "numpy"}
+    cur = None
+    for g, n, b, s, work, unit in sorted(RESULTS, key=lambda r: (r[0], r[1], ("numpy", "numba", "c", "torch").index(r[2]) if r[2] in ("numpy", "numba", "c", "torch") else 9)):
+        if g != cur:
+            cur = g
+            tr.write_line("")
+            tr.write_line(f"{g:<12} {'kernel':<32} {'backend':<8} {'ms':>10} {'rate':>16} {'vs numpy':>9}")
+        sp = base.get((g, n))
+        tr.write_line(f"{'':<12} {n:<32} {b:<8} {s * 1e3:10.3f} {_fmt_rate(work, unit, s):>16} "
+                      f"{(sp / s if sp else float('nan')):8.2f}x")

@@ -1,0 +1,134 @@
+"""Every kernel x every available backend at the `mini` preset's shapes
+(B 8, T 256, C 512, F 2048, NH 8, hs 64, V 16384). Each case is checked
+against the float64 reference before it is timed."""
+
+import math
+
+import numpy as np
+import pytest
+
+from codette_np import backend as be
+from codette_np.config import ModelConfig
+from codette_np.kernels import ref
+
+CFG = ModelConfig.preset("mini")
+B, T = 8, 256
+N, C, F, V, NH = B * T, CFG.d_model, CFG.d_ff, CFG.vocab_size, CFG.n_head
+HS = C // NH
+HEAD_ROWS = 1024  # the model's cross-entropy chunk at this vocabulary (64 MB of logits)
+P = CFG.n_params
+BACKENDS = [n for n, why in be.available().items() if why is None]
+
+
+def _rng():
+    return np.random.default_rng(0)
+
+
+def make_case(name):
+    """(args builder, bytes or flops, unit, outputs to check): args are float32 arrays."""
+    r = _rng()
+    f32 = lambda *s: r.standard_normal(s).astype(np.float32)
+    tokens = r.integers(0, V, N).astype(np.int32)
+    if name == "embedding_forward":
+        return (lambda: [np.zeros((N, C), np.float32), tokens, f32(V, C)], 2 * N * C * 4, "bytes", [0])
+    if name == "embedding_backward":
+        return (lambda: [np.zeros((V, C), np.float32), f32(N, C), tokens], 3 * N * C * 4, "bytes", [0])
+    if name == "layernorm_forward":
+        return (lambda: [np.zeros((N, C), np.float32), np.zeros(N, np.float32), np.zeros(N, np.float32),
+                         f32(N, C), f32(C), f32(C), 1e-5], 2 * N * C * 4, "bytes", [0, 1, 2])
+    if name == "layernorm_backward":
+        def args():
+            x, w, b = f32(N, C), f32(C), f32(C)
+            out, mean, rstd = (np.zeros((N, C), np.float32), np.zeros(N, np.float32), np.zeros(N, np.float32))
+            ref.layernorm_forward(out, mean, rstd, x, w, b, 1e-5)
+            return [np.zeros((N, C), np.float32), np.zeros(C, np.float32), np.zeros(C, np.float32),
+                    f32(N, C), x, w, mean, rstd]
+        return (args, 3 * N * C * 4, "bytes", [0, 1, 2])
+    if name == "bias_forward":
+        return (lambda: [f32(N, F), f32(F)], 2 * N * F * 4, "bytes", [0])
+    if name == "bias_backward":
+        return (lambda: [np.zeros(F, np.float32), f32(N, F)], N * F * 4, "bytes", [0])
+    if name == "residual_forward":
+        return (lambda: [np.zeros((N, C), np.float32), f32(N, C), f32(N, C), f32(C)], 3 * N * C * 4, "bytes", [0])
+    if name == "residual_backward":
+        return (lambda: [f32(N, C), f32(N, C)], 3 * N * C * 4, "bytes", [0])
+    if name in ("rope_forward", "rope_backward"):
+        cos, sin = ref.rope_tables(T, HS, 10000.0, np.float32)
+        def args():
+            qkv = f32(N, 3 * C)
+            q = qkv.reshape(B, T, 3, NH, HS)[:, :, 0]  # the strided view the model passes
+            return [q, q, cos, sin]
+        return (args, 2 * N * C * 4, "bytes", [0])
+    if name == "attention_forward":
+        def args():
+            qkv = f32(N, 3 * C)
+            x = qkv.reshape(B, T, 3, NH, HS)
+            return [np.zeros((B, T, NH, HS), np.float32), np.zeros((B, NH, T), np.float32),
+                    x[:, :, 0], x[:, :, 1], x[:, :, 2]]
+        return (args, 2 * 2 * B * NH * (T * (T + 1) / 2) * HS, "flops", [0, 1])
+    if name == "attention_backward":
+        def args():
+            qkv = f32(N, 3 * C)
+            x = qkv.reshape(B, T, 3, NH, HS)
+            q, k, v = x[:, :, 0], x[:, :, 1], x[:, :, 2]
+            out, lse = np.zeros((B, T, NH, HS), np.float32), np.zeros((B, NH, T), np.float32)
+            ref.attention_forward(out, lse, q, k, v)
+            d = np.zeros((N, 3 * C), np.float32).reshape(B, T, 3, NH, HS)
+            return [d[:, :, 0], d[:, :, 1], d[:, :, 2], f32(B, T, NH, HS), q, k, v, out, lse]
+        return (args, 5 * 2 * B * NH * (T * (T + 1) / 2) * HS, "flops", [0, 1, 2])
+    if name == "gelu_forward":
+        return (lambda: [np.zeros((N, F), np.float32), f32(N, F)], 2 * N * F * 4, "bytes", [0])
+    if name == "gelu_backward":
+        return (lambda: [np.zeros((N, F), np.float32), f32(N, F), f32(N, F)], 3 * N * F * 4, "bytes", [0])
+    if name == "crossentropy_forward_backward":
+        def args():
+            lg = f32(HEAD_ROWS, V) * 3
+            t = r.integers(0, V, HEAD_ROWS).astype(np.int32)
+            return [np.zeros(HEAD_ROWS, np.float32), np.zeros((HEAD_ROWS, V), np.float32), lg, t, 1.0 / N]
+        return (args, 2 * HEAD_ROWS * V * 4, "bytes", [0, 1])
+    if name == "adamw_step":
+        def args():
+            mask = (r.random(P) < 0.9).astype(np.uint8)
+            return [f32(P) * 0.02, f32(P), np.zeros(P, np.float32), np.zeros(P, np.float32), mask,
+                    1e-3, 0.9, 0.95, 1e-8, 0.1, 1, 1.0]
+        return (args, 7 * 4 * P + P, "bytes", [0, 2, 3])
+    if name == "grad_norm_sq":
+        return (lambda: [f32(P)], 4 * P, "bytes", None)
+    raise KeyError(name)
+
+
+KERNELS = [k for k in be.KERNELS]
+
+
+def _check(name, kernel, args, outs):
+    """Run once on copies and compare with the float64 reference."""
+    a32 = [a.copy() if isinstance(a, np.ndarray) and a.dtype == np.float32 and a.base is None else a for a in args]
+    a64 = [a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype == np.float32 else a for a in args]
+    if name.startswith("rope"):  # in place on a strided view: keep the aliasing
+        a32 = [a.copy() for a in args[:1]]
+        a32 = [a32[0], a32[0], args[2], args[3]]
+        a64 = [args[0].astype(np.float64)] * 2 + [args[2].astype(np.float64), args[3].astype(np.float64)]
+        a64[1] = a64[0]
+    got = kernel(*a32)
+    want = getattr(ref, name)(*a64)
+    if outs is None:
+        assert math.isclose(got, want, rel_tol=1e-5)
+        return
+    for i in outs:
+        g, w = np.asarray(a32[i], np.float64), np.asarray(a64[i])
+        err = np.max(np.abs(g - w)) / max(np.max(np.abs(w)), 1e-30)
+        assert err < 1e-3, f"{name} output {i}: relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", KERNELS)
+def test_kernel(record, name, backend):
+    b = be.get(backend)
+    if b.sources[name] != backend:
+        pytest.skip(f"{backend} has no {name} of its own (uses the NumPy reference)")
+    make, work, unit, outs = make_case(name)
+    args = make()
+    kernel = getattr(b, name)
+    _check(name, kernel, args, outs)
+    rounds = 5 if (backend == "numpy" and name.startswith("attention")) else None
+    record("kernel", name, backend, lambda: kernel(*args), work, unit, rounds=rounds)
