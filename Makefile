@@ -4,15 +4,22 @@ VENV ?= .venv
 VPY := $(VENV)/bin/python
 SIZE ?= micro
 
-.PHONY: install train test test-asan bench clean
+.PHONY: install install-test train test test-asan bench clean
 
-# install: create .venv and install the package (C kernels built by cffi) with its test tools
+# install: create .venv and install the package (C kernels built by cffi, Numba fallback)
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h csrc/*.py)
-	$(PY) -m venv $(VENV)
-	$(VPY) -m pip install -q -e ".[test]"
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q -e ".[numba]"
 	$(VPY) -c "import codette_np.backend as b; print('codette_np kernels:', b.available())"
+	touch $@
+
+# install-test: install also the test tools (pytest, hypothesis, llama-cpp-python, which builds llama.cpp)
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(VPY) -m pip install -q -e ".[test]"
 	touch $@
 
 # train: generate the built-in data, train a tokenizer and the $(SIZE) model, evaluate, export GGUF
@@ -20,18 +27,19 @@ train: install
 	$(VPY) -m codette_np.train --size $(SIZE) --out runs/$(SIZE)
 
 # test: the whole test suite
-test: install
+test: install-test
 	$(VPY) -m pytest -q
 
 # test-asan: rebuild the C kernels with AddressSanitizer + UBSan and run the kernel tests
-test-asan: install
+test-asan: install-test
+	$(VPY) -m pip install -q wheel "setuptools>=64"
 	CODETTE_SANITIZE=1 $(VPY) -m pip install -q --no-build-isolation --no-deps -e .
 	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		$(VPY) -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_optim.py
 	$(VPY) -m pip install -q --no-build-isolation --no-deps -e .
 
 # bench: kernel and training-step benchmarks, side by side per backend (BLAS pinned as the notes say)
-bench: install
+bench: install-test
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(VPY) -m pytest benchmarks -q --benchmark-only \
 		--benchmark-columns=median,iqr,rounds --benchmark-sort=name --benchmark-max-time=0.5
 
