@@ -257,6 +257,32 @@ def test_attention_contiguous_equals_strided(rng):
     assert np.array_equal(outs[0][0], outs[1][0]) and np.array_equal(outs[0][1], outs[1][1])
 
 
+def test_attention_unusual_strides(rng):
+    """Every-other-element heads (last stride 2) and time-reversed inputs (negative strides)."""
+    B, T, NH, hs = 2, 9, 2, 8
+    big = f32(rng, B, T, NH, 2 * hs)
+    q = big[..., ::2]  # last-axis stride 2
+    k = f32(rng, B, T, NH, hs)[:, ::-1]  # negative time stride: copied by the wrapper
+    v = f32(rng, B, T, NH, hs)
+    obuf = np.full((B, T, NH, 2 * hs), SENTINEL, np.float32)
+    out = obuf[..., 1::2]
+    lse = np.zeros((B, NH, T), np.float32)
+    nb.attention_forward(out, lse, q, k, v)
+    o64, l64 = np.zeros(out.shape), np.zeros(lse.shape)
+    ref.attention_forward(o64, l64, *f64(q, k, v))
+    check("attention_forward", (out, lse), (o64, l64))
+    assert np.all(obuf[..., ::2] == SENTINEL)
+    with pytest.raises(ValueError, match="positive strides"):
+        nb.attention_forward(np.zeros((B, T, NH, hs), np.float32)[:, ::-1], lse, q, k, v)
+    dq, dk, dv = (np.zeros((B, T, NH, 2 * hs), np.float32)[..., ::2] for _ in range(3))
+    dout = f32(rng, B, T, NH, hs)
+    o32, l32 = o64.astype(np.float32), l64.astype(np.float32)
+    nb.attention_backward(dq, dk, dv, dout, q, k, v, o32, l32)
+    want = [np.zeros(q.shape) for _ in range(3)]
+    ref.attention_backward(*want, *f64(dout, q, k, v, o32, l32))
+    check("attention_backward", (dq, dk, dv), want)
+
+
 # ---------------------------------------------------------------------------
 # cross-entropy, optimizer
 

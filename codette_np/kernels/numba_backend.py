@@ -389,66 +389,117 @@ def _rope(out, inp, cos, sin, sign):
 
 # ---------------------------------------------------------------------------
 # causal attention
+#
+# q, k, v, out and their gradients arrive as (B, T, NH, hs) views, usually
+# strided (q, k, v side by side in one (N, 3C) buffer). The wrappers pass each
+# as a 1-D contiguous view of the memory it spans plus its strides in
+# elements, so the kernels seek rows directly (off = b*sb + t*st + h*sh) and
+# the copy loops vectorize; only the view's own elements are read or written.
 
 
 @_jit()
-def _gather_head(dst, src, b, h, transpose):
-    """dst (T, hs), or (hs, T) if transpose, = src[b, :, h, :] of a (B, T, NH, hs) view."""
-    T = src.shape[1]
-    hs = src.shape[3]
+def _load_head(dst, src, st, b, h, T, hs, transpose):
+    """dst (T, hs), or transposed (hs, >=T), = head h of batch b of src (flat, strides st)."""
+    sb, stt, sh, sd = st
     for t in range(T):
-        row = src[b, t, h]
+        off = b * sb + t * stt + h * sh
         if transpose:
             for d in range(hs):
-                dst[d, t] = row[d]
-        else:
+                dst[d, t] = src[off + d * sd]
+        elif sd == 1:
+            row = src[off:off + hs]
             drow = dst[t]
             for d in range(hs):
                 drow[d] = row[d]
+        else:
+            drow = dst[t]
+            for d in range(hs):
+                drow[d] = src[off + d * sd]
 
 
 @_jit()
-def _scores(s, qi, Kt, j0, nj):
-    """s[:nj] = qi (hs,) . K[j0:j0+nj] with K given transposed, Kt (hs, T); unscaled."""
-    hs = qi.shape[0]
-    for j in range(nj):
+def _store_head(dst, st, src, b, h, T, hs):
+    """head h of batch b of dst (flat, strides st) = src (T, hs)."""
+    sb, stt, sh, sd = st
+    for t in range(T):
+        off = b * sb + t * stt + h * sh
+        srow = src[t]
+        if sd == 1:
+            row = dst[off:off + hs]
+            for d in range(hs):
+                row[d] = srow[d]
+        else:
+            for d in range(hs):
+                dst[off + d * sd] = srow[d]
+
+
+@_jit()
+def _scores_block(s, x, Kt, j0):
+    """s (KEY_BLOCK,) = x (hs,) . key j for j0 <= j < j0 + KEY_BLOCK, keys given transposed
+    and zero-padded to whole blocks, Kt (hs, Tp). The fixed trip count lets LLVM unroll
+    the key loop into whole vectors (twice as fast as a variable-length loop)."""
+    hs = x.shape[0]
+    for j in range(KEY_BLOCK):
         s[j] = 0.0
     for d in range(hs):
-        qd = qi[d]
-        kd = Kt[d, j0:j0 + nj]
-        for j in range(nj):
-            s[j] += qd * kd[j]
+        xd = x[d]
+        kd = Kt[d, j0:j0 + KEY_BLOCK]
+        for j in range(KEY_BLOCK):
+            s[j] += xd * kd[j]
+
+
+@_jit()
+def _add_weighted_rows(acc, w, X, j0, n):
+    """acc (hs,) += w[j] * X[j0 + j] for j = 0..n-1, added in j order (four rows per pass)."""
+    hs = acc.shape[0]
+    n4 = n - n % 4
+    for j in range(0, n4, 4):
+        w0 = w[j]
+        w1 = w[j + 1]
+        w2 = w[j + 2]
+        w3 = w[j + 3]
+        x0 = X[j0 + j]
+        x1 = X[j0 + j + 1]
+        x2 = X[j0 + j + 2]
+        x3 = X[j0 + j + 3]
+        for d in range(hs):
+            acc[d] = (((acc[d] + w0 * x0[d]) + w1 * x1[d]) + w2 * x2[d]) + w3 * x3[d]
+    for j in range(n4, n):
+        wj = w[j]
+        xj = X[j0 + j]
+        for d in range(hs):
+            acc[d] += wj * xj[d]
 
 
 @_jit(parallel=True)
-def _attention_forward(out, lse, q, k, v):
-    B, T, NH, hs = q.shape
+def _attention_forward(out, ost, lse, q, qst, k, kst, v, vst, B, T, NH, hs):
     for bh in prange(B * NH):  # one thread per (b, h): it alone writes out[b, :, h], lse[b, h]
-        _attention_forward_head(out, lse, q, k, v, bh // NH, bh % NH)
+        _attention_forward_head(out, ost, lse, q, qst, k, kst, v, vst, bh // NH, bh % NH, T, hs)
 
 
 @_jit()
-def _attention_forward_head(out, lse, q, k, v, b, h):
-    B, T, NH, hs = q.shape
+def _attention_forward_head(out, ost, lse, q, qst, k, kst, v, vst, b, h, T, hs):
     scale = _F32(1.0 / math.sqrt(hs))
-    # contiguous scratch for this (b, h): Q, V (T, hs) and K transposed (hs, T)
+    Tp = (T + KEY_BLOCK - 1) // KEY_BLOCK * KEY_BLOCK
+    # contiguous scratch for this (b, h): Q, V, O (T, hs) and K transposed, zero-padded (hs, Tp)
     Q = np.empty((T, hs), np.float32)
-    Kt = np.empty((hs, T), np.float32)
+    Kt = np.zeros((hs, Tp), np.float32)
     Vs = np.empty((T, hs), np.float32)
-    _gather_head(Q, q, b, h, False)
-    _gather_head(Kt, k, b, h, True)
-    _gather_head(Vs, v, b, h, False)
+    O = np.empty((T, hs), np.float32)
+    _load_head(Q, q, qst, b, h, T, hs, False)
+    _load_head(Kt, k, kst, b, h, T, hs, True)
+    _load_head(Vs, v, vst, b, h, T, hs, False)
     s = np.empty(KEY_BLOCK, np.float32)  # scores, then probabilities, of one key block
     bits = np.empty(KEY_BLOCK, np.int32)  # scratch of _exp_shifted
-    acc = np.empty(hs, np.float32)  # unnormalized output row
     for i in range(T):
-        m = _NEG_INF  # running max of the scores
-        l = 0.0  # running sum of exp(score - m), float64
+        acc = O[i]  # unnormalized output row
         for d in range(hs):
             acc[d] = 0.0
+        m = _NEG_INF  # running max of the scores
+        l = 0.0  # running sum of exp(score - m), float64
         for j0 in range(0, i + 1, KEY_BLOCK):
-            nj = min(i + 1 - j0, KEY_BLOCK)
-            _scores(s, Q[i], Kt, j0, nj)
+            nj = min(i + 1 - j0, KEY_BLOCK)  # keys j0..i of this block are visible
+            _scores_block(s, Q[i], Kt, j0)
             bm = _NEG_INF
             for j in range(nj):
                 s[j] *= scale
@@ -460,88 +511,109 @@ def _attention_forward_head(out, lse, q, k, v, b, h):
                     acc[d] *= corr
                 m = bm
             sb = s[:nj]
-            _exp_shifted(sb, sb, m, bits)  # probabilities (times exp(m - lse))
+            _exp_shifted(sb, sb, m, bits)  # probabilities times exp(m - lse)
             l += _row_sum(sb)
-            for j in range(nj):
-                p = s[j]
-                vj = Vs[j0 + j]
-                for d in range(hs):
-                    acc[d] += p * vj[d]
+            _add_weighted_rows(acc, s, Vs, j0, nj)
         inv = _F32(1.0 / l)
-        orow = out[b, i, h]
         for d in range(hs):
-            orow[d] = acc[d] * inv
+            acc[d] *= inv
         lse[b, h, i] = m + math.log(l)
-
-
-@_jit(parallel=True)
-def _attention_backward(dq, dk, dv, dout, q, k, v, out, lse):
-    B, T, NH, hs = q.shape
-    for bh in prange(B * NH):  # one thread per (b, h): it alone writes dq, dk, dv[b, :, h]
-        _attention_backward_head(dq, dk, dv, dout, q, k, v, out, lse, bh // NH, bh % NH)
+    _store_head(out, ost, O, b, h, T, hs)
 
 
 @_jit()
-def _attention_backward_head(dq, dk, dv, dout, q, k, v, out, lse, b, h):
-    B, T, NH, hs = q.shape
+def _attention_backward_row(dqi, p, ds, bits, Q, K, Kt, Vt, dO, O, lse_i, i, scale):
+    """Query row i: p[:i+1] = probabilities, ds[:i+1] = d scores, dqi (hs,) = d q_i.
+    p and ds are zeroed from i+1 up to the end of this group of four rows."""
+    hs = Q.shape[1]
+    n = i + 1
+    qi = Q[i]
+    doi = dO[i]
+    oi = O[i]
+    di = 0.0  # delta_i = dout_i . out_i
+    for d in range(hs):
+        di += doi[d] * oi[d]
+    for j0 in range(0, n, KEY_BLOCK):
+        _scores_block(p[j0:j0 + KEY_BLOCK], qi, Kt, j0)  # q_i . k_j
+        _scores_block(ds[j0:j0 + KEY_BLOCK], doi, Vt, j0)  # dout_i . v_j
+    pn = p[:n]
+    for j in range(n):
+        pn[j] *= scale
+    _exp_shifted(pn, pn, lse_i, bits)  # probabilities, recomputed from lse
+    di32 = _F32(di)
+    for j in range(n):
+        ds[j] = p[j] * (ds[j] - di32) * scale
+    for j in range(n, min(p.shape[0], (i // 4) * 4 + 4)):  # masked keys of the group
+        p[j] = 0.0
+        ds[j] = 0.0
+    for d in range(hs):
+        dqi[d] = 0.0
+    _add_weighted_rows(dqi, ds, K, 0, n)
+
+
+@_jit(parallel=True)
+def _attention_backward(dq, dqst, dk, dkst, dv, dvst, dout, dost, q, qst, k, kst, v, vst,
+                        out, ost, lse, B, T, NH, hs):
+    for bh in prange(B * NH):  # one thread per (b, h): it alone writes dq, dk, dv[b, :, h]
+        _attention_backward_head(dq, dqst, dk, dkst, dv, dvst, dout, dost, q, qst, k, kst, v, vst,
+                                 out, ost, lse, bh // NH, bh % NH, T, hs)
+
+
+@_jit()
+def _attention_backward_head(dq, dqst, dk, dkst, dv, dvst, dout, dost, q, qst, k, kst, v, vst,
+                             out, ost, lse, b, h, T, hs):
     scale = _F32(1.0 / math.sqrt(hs))
+    Tp = (T + KEY_BLOCK - 1) // KEY_BLOCK * KEY_BLOCK
     Q = np.empty((T, hs), np.float32)
     K = np.empty((T, hs), np.float32)
-    Kt = np.empty((hs, T), np.float32)
-    Vt = np.empty((hs, T), np.float32)
+    Kt = np.zeros((hs, Tp), np.float32)  # transposed, zero-padded to whole key blocks
+    Vt = np.zeros((hs, Tp), np.float32)
     dO = np.empty((T, hs), np.float32)
-    _gather_head(Q, q, b, h, False)
-    _gather_head(K, k, b, h, False)
-    _gather_head(Kt, k, b, h, True)
-    _gather_head(Vt, v, b, h, True)
-    _gather_head(dO, dout, b, h, False)
+    O = np.empty((T, hs), np.float32)
+    _load_head(Q, q, qst, b, h, T, hs, False)
+    _load_head(K, k, kst, b, h, T, hs, False)
+    _load_head(Kt, k, kst, b, h, T, hs, True)
+    _load_head(Vt, v, vst, b, h, T, hs, True)
+    _load_head(dO, dout, dost, b, h, T, hs, False)
+    _load_head(O, out, ost, b, h, T, hs, False)
+    dQ = np.empty((T, hs), np.float32)
     dK = np.zeros((T, hs), np.float32)  # accumulated over query rows
     dV = np.zeros((T, hs), np.float32)
-    p = np.empty(T, np.float32)  # probabilities of row i
-    ds = np.empty(T, np.float32)  # d scores of row i
-    bits = np.empty(T, np.int32)  # scratch of _exp_shifted
-    dqi = np.empty(hs, np.float32)
-    for i in range(T):
-        n = i + 1
-        qi = Q[i]
-        doi = dO[i]
-        orow = out[b, i, h]
-        di = 0.0  # delta_i = dout_i . out_i
-        for d in range(hs):
-            di += doi[d] * orow[d]
-        _scores(p, qi, Kt, 0, n)  # scores
-        _scores(ds, doi, Vt, 0, n)  # d probabilities = dout_i . v_j
-        li = lse[b, h, i]
-        di32 = _F32(di)
-        pn = p[:n]
-        for j in range(n):
-            pn[j] *= scale
-        _exp_shifted(pn, pn, li, bits)  # probabilities, recomputed from lse
-        for j in range(n):
-            ds[j] = p[j] * (ds[j] - di32) * scale
-        for d in range(hs):
-            dqi[d] = 0.0
-        for j in range(n):
-            pj = p[j]
-            sj = ds[j]
-            kj = K[j]
-            dkj = dK[j]
-            dvj = dV[j]
-            for d in range(hs):
-                dqi[d] += sj * kj[d]
-                dkj[d] += sj * qi[d]
-                dvj[d] += pj * doi[d]
-        dqrow = dq[b, i, h]
-        for d in range(hs):
-            dqrow[d] = dqi[d]
-    for t in range(T):
-        dkrow = dk[b, t, h]
-        dvrow = dv[b, t, h]
-        dKt = dK[t]
-        dVt = dV[t]
-        for d in range(hs):
-            dkrow[d] = dKt[d]
-            dvrow[d] = dVt[d]
+    P = np.zeros((4, Tp), np.float32)  # probabilities of four query rows (0 where masked)
+    dS = np.zeros((4, Tp), np.float32)  # their d scores
+    bits = np.empty(Tp, np.int32)  # scratch of _exp_shifted
+    for i0 in range(0, T, 4):
+        nr = min(4, T - i0)  # query rows i0 .. i0 + nr - 1
+        for r in range(nr):
+            _attention_backward_row(dQ[i0 + r], P[r], dS[r], bits, Q, K, Kt, Vt, dO, O,
+                                    lse[b, h, i0 + r], i0 + r, scale)
+        # dK[j] += sum_r dS[r, j] q_r, dV[j] += sum_r P[r, j] dout_r, rows added in order
+        if nr == 4:
+            q0, q1, q2, q3 = Q[i0], Q[i0 + 1], Q[i0 + 2], Q[i0 + 3]
+            o0, o1, o2, o3 = dO[i0], dO[i0 + 1], dO[i0 + 2], dO[i0 + 3]
+            for j in range(i0 + 4):
+                s0, s1, s2, s3 = dS[0, j], dS[1, j], dS[2, j], dS[3, j]
+                p0, p1, p2, p3 = P[0, j], P[1, j], P[2, j], P[3, j]
+                dkj = dK[j]
+                dvj = dV[j]
+                for d in range(hs):
+                    dkj[d] = (((dkj[d] + s0 * q0[d]) + s1 * q1[d]) + s2 * q2[d]) + s3 * q3[d]
+                    dvj[d] = (((dvj[d] + p0 * o0[d]) + p1 * o1[d]) + p2 * o2[d]) + p3 * o3[d]
+        else:
+            for r in range(nr):
+                qi = Q[i0 + r]
+                doi = dO[i0 + r]
+                for j in range(i0 + r + 1):
+                    sj = dS[r, j]
+                    pj = P[r, j]
+                    dkj = dK[j]
+                    dvj = dV[j]
+                    for d in range(hs):
+                        dkj[d] += sj * qi[d]
+                        dvj[d] += pj * doi[d]
+    _store_head(dq, dqst, dQ, b, h, T, hs)
+    _store_head(dk, dkst, dK, b, h, T, hs)
+    _store_head(dv, dvst, dV, b, h, T, hs)
 
 
 # ---------------------------------------------------------------------------
@@ -862,6 +934,20 @@ def rope_backward(dinp, dout, cos, sin):
     _rope(dinp, dout, cos, sin, _F32(-1.0))
 
 
+def _flat4(name, a, out=False):
+    """(flat, strides): a (B, T, NH, hs) float32 view as a 1-D contiguous view of the memory
+    it spans, and its strides in elements. Inputs with unusual strides are copied first."""
+    st = tuple(s // 4 for s in a.strides)
+    odd = any(s % 4 or s < 0 for s in a.strides)
+    if odd or (out and any(x == 0 and n > 1 for x, n in zip(st, a.shape))):
+        if out:
+            raise ValueError(f"{name} must be a view with positive strides, got strides {a.strides}")
+        a = np.ascontiguousarray(a)
+        st = tuple(s // 4 for s in a.strides)
+    span = 1 + sum((n - 1) * x for n, x in zip(a.shape, st))
+    return np.lib.stride_tricks.as_strided(a, shape=(span,), strides=(4,)), st
+
+
 def attention_forward(out, lse, q, k, v):
     """out (B, T, NH, hs), lse (B, NH, T) <- q, k, v (B, T, NH, hs), causal, scale 1/sqrt(hs)."""
     _f32("q", q, 4)
@@ -871,20 +957,30 @@ def attention_forward(out, lse, q, k, v):
         _same(nm, a, q.shape)
     _f32("lse", lse, 3, out=True)
     _same("lse", lse, (B, NH, T))
-    _attention_forward(out, lse, q, k, v)
+    if q.size == 0:
+        return
+    o, ost = _flat4("out", out, out=True)
+    (qf, qst), (kf, kst), (vf, vst) = _flat4("q", q), _flat4("k", k), _flat4("v", v)
+    _attention_forward(o, ost, lse, qf, qst, kf, kst, vf, vst, B, T, NH, hs)
 
 
 def attention_backward(dq, dk, dv, dout, q, k, v, out, lse):
     """dq, dk, dv (B, T, NH, hs) <- dout and the forward's q, k, v, out, lse (B, NH, T)."""
     _f32("q", q, 4)
     B, T, NH, hs = q.shape
-    for nm, a in (("dq", dq), ("dk", dk), ("dv", dv), ("dout", dout), ("k", k), ("v", v),
-                  ("out", out)):
+    grads = (("dq", dq), ("dk", dk), ("dv", dv))
+    for nm, a in grads + (("dout", dout), ("k", k), ("v", v), ("out", out)):
         _f32(nm, a, 4, out=nm in ("dq", "dk", "dv"))
         _same(nm, a, q.shape)
     _f32("lse", lse, 3)
     _same("lse", lse, (B, NH, T))
-    _attention_backward(dq, dk, dv, dout, q, k, v, out, lse)
+    if q.size == 0:
+        return
+    (dqf, dqst), (dkf, dkst), (dvf, dvst) = (_flat4(nm, a, out=True) for nm, a in grads)
+    (df, dst), (qf, qst), (kf, kst), (vf, vst), (of, ost) = (
+        _flat4(nm, a) for nm, a in (("dout", dout), ("q", q), ("k", k), ("v", v), ("out", out)))
+    _attention_backward(dqf, dqst, dkf, dkst, dvf, dvst, df, dst, qf, qst, kf, kst, vf, vst,
+                        of, ost, lse, B, T, NH, hs)
 
 
 def gelu_forward(out, inp):
