@@ -74,7 +74,7 @@ def _load(name: str) -> Backend:
             b = Backend("numba", numba_backend)
         else:
             raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(ORDER)}")
-    except ImportError as e:
+    except Exception as e:  # noqa: BLE001 - a broken install raises more than ImportError
         reason = {
             "c": f"the C extension codette_np._ckernels is not built ({e}); "
                  "reinstall with a C compiler (gcc/clang) available",
