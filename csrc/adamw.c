@@ -26,7 +26,7 @@ void adamw_step(float *params, float *m, float *v,
         m[i] = mi;
         v[i] = vi;
         float p = params[i];
-        if (decay_mask[i]) p = p - lr_wd * p;
+        p = p - lr_wd * p * (float)decay_mask[i];  /* branch-free, so the loop vectorizes */
         float mhat = mi / bc1;
         float vhat = vi / bc2;
         params[i] = p - lr * mhat / (sqrtf(vhat) + eps);
