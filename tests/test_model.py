@@ -32,19 +32,14 @@ def _batch(rng, cfg, B, T, ignore=True):
     return tokens, targets
 
 
-def test_every_parameter_gradient_by_finite_differences(rng):
-    """Whole model in float64: each tensor's analytic gradient vs central differences."""
-    model = Model(TINY, seed=0, dtype=np.float64)
-    _randomize(model, rng)
-    tokens, targets = _batch(rng, TINY, 2, 7)
+def _check_gradients_fd(model, tokens, targets, rng, per_tensor, eps=1e-5, tol=1e-6):
+    """Each tensor's analytic gradient against central differences on a few elements."""
     model.forward_backward(tokens, targets)
     grads = {n: g.copy() for n, g in model.named_grads()}
-    eps = 1e-5
     for name, p in model.named_parameters():
         flat = p.reshape(-1)
-        idx = rng.choice(flat.size, size=min(6, flat.size), replace=False)
         fd, an = [], []
-        for i in idx:
+        for i in rng.choice(flat.size, size=min(per_tensor, flat.size), replace=False):
             old = flat[i]
             flat[i] = old + eps
             lp = model.forward_backward(tokens, targets)
@@ -55,7 +50,15 @@ def test_every_parameter_gradient_by_finite_differences(rng):
             an.append(grads[name].reshape(-1)[i])
         fd, an = np.array(fd), np.array(an)
         err = np.linalg.norm(fd - an) / max(np.linalg.norm(fd), 1e-12)
-        assert err < 1e-6, f"{name}: relative error {err:.2e}"
+        assert err < tol, f"{name}: relative error {err:.2e}"
+
+
+def test_every_parameter_gradient_by_finite_differences(rng):
+    """Whole model in float64: each tensor's analytic gradient vs central differences."""
+    model = Model(TINY, seed=0, dtype=np.float64)
+    _randomize(model, rng)
+    tokens, targets = _batch(rng, TINY, 2, 7)
+    _check_gradients_fd(model, tokens, targets, rng, per_tensor=6)
 
 
 def test_nano_gradients_by_finite_differences(rng):
@@ -64,24 +67,7 @@ def test_nano_gradients_by_finite_differences(rng):
     model = Model(cfg, seed=0, dtype=np.float64)
     _randomize(model, rng)
     tokens, targets = _batch(rng, cfg, 1, 9)
-    model.forward_backward(tokens, targets)
-    grads = {n: g.copy() for n, g in model.named_grads()}
-    eps = 1e-5
-    for name, p in model.named_parameters():
-        flat = p.reshape(-1)
-        fd, an = [], []
-        for i in rng.choice(flat.size, size=3, replace=False):
-            old = flat[i]
-            flat[i] = old + eps
-            lp = model.forward_backward(tokens, targets)
-            flat[i] = old - eps
-            lm = model.forward_backward(tokens, targets)
-            flat[i] = old
-            fd.append((lp - lm) / (2 * eps))
-            an.append(grads[name].reshape(-1)[i])
-        fd, an = np.array(fd), np.array(an)
-        err = np.linalg.norm(fd - an) / max(np.linalg.norm(fd), 1e-12)
-        assert err < 1e-6, f"{name}: relative error {err:.2e}"
+    _check_gradients_fd(model, tokens, targets, rng, per_tensor=3)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "c"])
