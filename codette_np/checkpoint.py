@@ -18,7 +18,6 @@ blob's digest; any mismatch is a CheckpointError naming the file.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import struct
@@ -111,12 +110,3 @@ def load_checkpoint(path) -> tuple[dict, dict[str, np.ndarray]]:
         blobs[e["name"]] = np.frombuffer(buf, dtype=np.dtype(e["dtype"])).reshape(e["shape"]).copy()
     return header, blobs
 
-
-def rng_state_to_json(rng: np.random.Generator) -> dict:
-    return rng.bit_generator.state
-
-
-def rng_from_json(state: dict) -> np.random.Generator:
-    bg = getattr(np.random, state["bit_generator"])()
-    bg.state = state
-    return np.random.Generator(bg)

@@ -62,9 +62,6 @@ class Activations:
             self.dup = z(N, F)
             self.dwte_chunk = z(V, C) if self.head_rows < N else None
 
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in vars(self).values() if isinstance(a, np.ndarray))
-
 
 def _rope(cfg, T, dtype):
     from codette_np.kernels.ref import rope_tables
@@ -179,7 +176,7 @@ class Model:
         """Embedding and every layer; leaves the final LayerNorm output in a.lnf."""
         K, cfg, p = self.kernels, self.cfg, self._p
         B, T = tokens.shape
-        N, C, NH, hs = B * T, cfg.d_model, cfg.n_head, cfg.head_dim
+        N, NH, hs = B * T, cfg.n_head, cfg.head_dim
         K.embedding_forward(a.resid[0], tokens.reshape(N), p["token_embd.weight"])
         for l in range(cfg.n_layer):
             s = l if a.with_grad else 0
@@ -233,7 +230,7 @@ class Model:
             raise ValueError("targets are all -1: there is nothing to learn from in this batch")
         K, cfg, p, g = self.kernels, self.cfg, self._p, self._g
         B, T = tokens.shape
-        N, C, NH, hs, V = B * T, cfg.d_model, cfg.n_head, cfg.head_dim, cfg.vocab_size
+        N, NH, hs = B * T, cfg.n_head, cfg.head_dim
         a = self._acts_for(B, T, with_grad=True)
         self._blocks_forward(a, tokens)
 

@@ -262,6 +262,9 @@ def run(args) -> int:
                   "opt_t": opt.t, "config": cfg.to_dict(), "shape": [B, T], "size": args.size,
                   "args": {k: v for k, v in vars(args).items()},
                   "data_position": {"rows_consumed": step * B, "rows_per_epoch": len(rows)},
+                  # the only randomness after init is the data order, a pure function of
+                  # (seed, epoch): batches.batch_at; so the seed is the whole RNG state
+                  "rng": {"seed": args.seed, "data_order": "default_rng([seed, epoch]).permutation"},
                   "backend": model.backend_name}
         blobs = {"params": model.params, "m": opt.m, "v": opt.v,
                  "tokenizer": np.frombuffer(tok.model_proto, dtype=np.uint8)}
