@@ -586,7 +586,8 @@ def test_llama_cpp_loads_the_file(tmp_path, tokenizer, dtype):
     cfg = make_cfg(tokenizer)
     path = tmp_path / "m.gguf"
     gguf_io.write_gguf(path, cfg, make_params(cfg), tokenizer, dtype=dtype)
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=128, n_batch=128, verbose=False)
+    # logits_all: without it llm.scores rows are not written (uninitialized memory)
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=128, n_batch=128, logits_all=True, verbose=False)
     assert llm.n_vocab() == cfg.vocab_size
     for text in LLAMA_TEXTS:
         ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
