@@ -44,6 +44,13 @@ def make_case(name):
             return [np.zeros((N, C), np.float32), np.zeros(C, np.float32), np.zeros(C, np.float32),
                     f32(N, C), x, w, mean, rstd]
         return (args, 3 * N * C * 4, "bytes", [0, 1, 2])
+    if name == "layernorm_backward_add":  # reads dout, inp; reads and writes dresid
+        def args():
+            x, w, b = f32(N, C), f32(C), f32(C)
+            out, mean, rstd = (np.zeros((N, C), np.float32), np.zeros(N, np.float32), np.zeros(N, np.float32))
+            ref.layernorm_forward(out, mean, rstd, x, w, b, 1e-5)
+            return [f32(N, C), np.zeros(C, np.float32), np.zeros(C, np.float32), f32(N, C), x, w, mean, rstd]
+        return (args, 4 * N * C * 4, "bytes", [0, 1, 2])
     if name == "bias_forward":
         return (lambda: [f32(N, F), f32(F)], 2 * N * F * 4, "bytes", [0])
     if name == "bias_backward":
@@ -80,6 +87,13 @@ def make_case(name):
         return (lambda: [np.zeros((N, F), np.float32), f32(N, F)], 2 * N * F * 4, "bytes", [0])
     if name == "gelu_backward":
         return (lambda: [np.zeros((N, F), np.float32), f32(N, F), f32(N, F)], 3 * N * F * 4, "bytes", [0])
+    if name == "bias_gelu_forward":  # reads and writes pre, writes out
+        # bias 0: every timed call adds it to pre again, and pre must not drift between calls
+        return (lambda: [np.zeros((N, F), np.float32), f32(N, F), np.zeros(F, np.float32)], 3 * N * F * 4,
+                "bytes", [0, 1])
+    if name == "gelu_bias_backward":  # reads dout, pre; writes dinp
+        return (lambda: [np.zeros((N, F), np.float32), np.zeros(F, np.float32), f32(N, F), f32(N, F)],
+                3 * N * F * 4, "bytes", [0, 1])
     if name == "crossentropy_forward_backward":
         def args():
             lg = f32(HEAD_ROWS, V) * 3

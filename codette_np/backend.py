@@ -24,12 +24,13 @@ from codette_np.kernels import ref
 ORDER = ("c", "numba", "numpy")
 KERNELS = (
     "embedding_forward", "embedding_backward",
-    "layernorm_forward", "layernorm_backward",
+    "layernorm_forward", "layernorm_backward", "layernorm_backward_add",
     "bias_forward", "bias_backward",
     "residual_forward", "residual_backward",
     "rope_forward", "rope_backward",
     "attention_forward", "attention_backward",
     "gelu_forward", "gelu_backward",
+    "bias_gelu_forward", "gelu_bias_backward",
     "crossentropy_forward_backward",
     "grad_norm_sq", "adamw_step",
 )

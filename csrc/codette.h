@@ -27,7 +27,8 @@ double grad_norm_sq(const float *x, int64_t n);
 /* ---- element-wise and row kernels (embedding.c, layernorm.c, ops.c, crossentropy.c) ---- */
 
 /* Kernels that need scratch memory return 0, or -1 when malloc failed.
- * Output gradients are written (=), except embedding_backward (adds). */
+ * Output gradients are written (=), except embedding_backward and the
+ * dresid of layernorm_backward_add (they add). */
 
 /* embedding.c */
 /* out (N, C) = wte[tokens]; tokens (N,) in [0, V); wte (V, C) */
@@ -47,6 +48,11 @@ void layernorm_forward(float *out, float *mean, float *rstd,
 int layernorm_backward(float *dinp, float *dweight, float *dbias,
                        const float *dout, const float *inp, const float *weight,
                        const float *mean, const float *rstd, int64_t N, int64_t C);
+/* layernorm_backward fused with residual_backward: dresid (N, C) += dinp;
+ * dweight (C,), dbias (C,) written; same inputs as layernorm_backward */
+int layernorm_backward_add(float *dresid, float *dweight, float *dbias,
+                           const float *dout, const float *inp, const float *weight,
+                           const float *mean, const float *rstd, int64_t N, int64_t C);
 
 /* ops.c */
 /* out (N, O) += bias (O,) */
@@ -72,6 +78,13 @@ void rope_backward(float *dinp, const float *dout, const float *cos, const float
 void gelu_forward(float *out, const float *inp, int64_t n);
 /* dinp (n,) = dout (n,) * gelu_tanh'(inp (n,)) */
 void gelu_backward(float *dinp, const float *dout, const float *inp, int64_t n);
+/* bias_forward then gelu_forward in one pass: pre (N, F) += bias (F,) in place,
+ * out (N, F) = gelu_tanh(pre); out must not overlap pre */
+void bias_gelu_forward(float *out, float *pre, const float *bias, int64_t N, int64_t F);
+/* gelu_backward then bias_backward in one pass: dinp (N, F) = dout (N, F) *
+ * gelu_tanh'(pre (N, F)), dbias (F,) = column sums of dinp */
+int gelu_bias_backward(float *dinp, float *dbias, const float *dout, const float *pre,
+                       int64_t N, int64_t F);
 /* y (n,) = exp(x (n,) - shift), returns the sum of y in double; y may alias x.
  * Shared with crossentropy.c. */
 double exp_shifted_sum(float *y, const float *x, float shift, int64_t n);

@@ -1,5 +1,6 @@
-/* LayerNorm (biased variance), forward and backward.
- * Oracle: layernorm_forward / layernorm_backward in codette_np/kernels/ref.py.
+/* LayerNorm (biased variance), forward and backward (and the backward fused
+ * with the residual stream's add, layernorm_backward_add).
+ * Oracle: the functions of the same names in codette_np/kernels/ref.py.
  *
  * Rows are independent: threads split rows (static partition). The column
  * sums of the backward (dweight, dbias) use a fixed number of row blocks,
@@ -78,9 +79,11 @@ void layernorm_forward(float *out, float *mean, float *rstd,
     }
 }
 
-/* dinp (N, C), dweight (C,), dbias (C,) <- dout (N, C), inp (N, C),
- * weight (C,), mean (N,), rstd (N,). Returns -1 if scratch allocation fails. */
-int layernorm_backward(float *dinp, float *dweight, float *dbias,
+/* The backward of both public kernels: dweight (C,), dbias (C,) written;
+ * the input gradient written to dx_all (N, C) (add = 0) or added to it (add = 1:
+ * dx_all += dinp, rounded exactly as dinp written then added by residual_backward).
+ * Returns -1 if scratch allocation fails. */
+static int ln_backward(float *dx_all, int add, float *dweight, float *dbias,
                        const float *dout, const float *inp, const float *weight,
                        const float *mean, const float *rstd, int64_t N, int64_t C) {
     int64_t nblk = N < LN_BLOCKS ? N : LN_BLOCKS;
@@ -96,7 +99,7 @@ int layernorm_backward(float *dinp, float *dweight, float *dbias,
         int64_t n0 = b * N / nblk, n1 = (b + 1) * N / nblk;
         for (int64_t n = n0; n < n1; n++) {
             const float *x = inp + n * C, *dy = dout + n * C;  /* (C,) */
-            float *dx = dinp + n * C;                          /* (C,) */
+            float *dx = dx_all + n * C;                        /* (C,) */
             const float m = mean[n], r = rstd[n];
             const vf_t vm = vf_set1(m), vr = vf_set1(r);
             /* pass 1: the row means of g and g*xhat; the column partials */
@@ -126,11 +129,13 @@ int layernorm_backward(float *dinp, float *dweight, float *dbias,
                 vf_t xh = vf_mul(vf_sub(vf_load(x + c), vm), vr);
                 vf_t g = vf_mul(vf_load(dy + c), vf_load(weight + c));
                 vf_t t = vf_sub(vf_sub(g, vmg), vf_mul(xh, vmgx));
-                vf_store(dx + c, vf_mul(vr, t));
+                vf_t d = vf_mul(vr, t);
+                vf_store(dx + c, add ? vf_add(vf_load(dx + c), d) : d);
             }
             for (; c < C; c++) {
                 float xh = (x[c] - m) * r, g = dy[c] * weight[c];
-                dx[c] = r * ((g - mg) - xh * mgx);
+                float d = r * ((g - mg) - xh * mgx);
+                dx[c] = add ? dx[c] + d : d;
             }
         }
     }
@@ -148,4 +153,20 @@ int layernorm_backward(float *dinp, float *dweight, float *dbias,
     }
     free(part);
     return 0;
+}
+
+/* dinp (N, C), dweight (C,), dbias (C,) <- dout (N, C), inp (N, C),
+ * weight (C,), mean (N,), rstd (N,). Returns -1 if scratch allocation fails. */
+int layernorm_backward(float *dinp, float *dweight, float *dbias,
+                       const float *dout, const float *inp, const float *weight,
+                       const float *mean, const float *rstd, int64_t N, int64_t C) {
+    return ln_backward(dinp, 0, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+}
+
+/* dresid (N, C) += dinp; dweight (C,), dbias (C,) written; inputs as in
+ * layernorm_backward. Returns -1 if scratch allocation fails. */
+int layernorm_backward_add(float *dresid, float *dweight, float *dbias,
+                           const float *dout, const float *inp, const float *weight,
+                           const float *mean, const float *rstd, int64_t N, int64_t C) {
+    return ln_backward(dresid, 1, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
 }

@@ -1,10 +1,12 @@
-/* Element-wise and row kernels: bias, residual, RoPE, GELU, and the
- * vectorized exp they share with crossentropy.c.
+/* Element-wise and row kernels: bias, residual, RoPE, GELU, the fused
+ * bias+GELU kernels, and the vectorized exp they share with crossentropy.c.
  * Oracle: the functions of the same names in codette_np/kernels/ref.py.
  *
  * Threads split rows, or fixed blocks of ELT_BLOCK elements for the flat
  * kernels, so where the vector loop ends and the scalar tail starts never
- * depends on the thread count: results are identical for any thread count. */
+ * depends on the thread count: results are identical for any thread count.
+ * Column sums (bias_backward, gelu_bias_backward) use BIAS_BLOCKS fixed row
+ * blocks, each summed in row order, then the block sums added in order. */
 #include <stdlib.h>
 #include <math.h>
 #include "codette.h"
@@ -101,6 +103,52 @@ double exp_shifted_sum(float *y, const float *x, float shift, int64_t n) {
 }
 
 /* ------------------------------------------------------------------------
+ * GELU, tanh approximation, written with the logistic function:
+ *   0.5 (1 + tanh(u)) = s = 1 / (1 + e),  e = exp(-2u),  u = c (x + a x^3)
+ *   gelu(x)  = x s
+ *   gelu'(x) = s + 2 x s (1 - s) c (1 + 3 a x^2),  1 - s = 1 / (1 + 1/e)
+ * This avoids the cancellation of 1 + tanh(u) for negative x, never
+ * overflows to NaN for large finite |x| (x^2 in the derivative is taken of x
+ * clamped to +-1e4; beyond that the term is 0), and gives the reference's
+ * inf/NaN: gelu(+inf) = +inf, gelu(-inf) = NaN, gelu'(+-inf) = NaN.
+ *
+ * gelu_vec / gelu_grad_vec hold the math once. The scalar tails run it on a
+ * broadcast value (gelu_one / gelu_grad_one), so an element's result never
+ * depends on where it lies: the row-wise fused kernels give the same bits as
+ * the flat unfused ones for any shape. */
+#define GELU_C 0.7978845608028654f  /* sqrt(2 / pi) */
+#define GELU_A 0.044715f
+
+/* gelu(x) per lane */
+static inline vf_t gelu_vec(vf_t x) {
+    vf_t x3 = vf_mul(vf_mul(x, x), x);
+    vf_t e = vf_exp(vf_mul(vf_set1(-2.0f * GELU_C), vf_fma(vf_set1(GELU_A), x3, x)));  /* exp(-2u) */
+    return vf_div(x, vf_add(vf_set1(1.0f), e));
+}
+
+/* gelu'(x) per lane */
+static inline vf_t gelu_grad_vec(vf_t x) {
+    const vf_t one = vf_set1(1.0f);
+    vf_t x2 = vf_mul(x, x);
+    vf_t e = vf_exp(vf_mul(vf_set1(-2.0f * GELU_C), vf_fma(vf_set1(GELU_A), vf_mul(x2, x), x)));
+    vf_t s = vf_div(one, vf_add(one, e));
+    vf_t sm = vf_div(one, vf_add(one, vf_div(one, e)));
+    vf_t xc = vf_clamp(x, -1e4f, 1e4f);
+    vf_t dt = vf_mul(vf_set1(GELU_C), vf_fma(vf_set1(3.0f * GELU_A), vf_mul(xc, xc), one));
+    return vf_fma(vf_mul(x, vf_mul(vf_set1(2.0f), vf_mul(s, sm))), dt, s);  /* 2 s sm first: 2x may overflow */
+}
+
+/* lane 0 of x */
+static inline float vf_first(vf_t x) {
+    float t[VF];
+    vf_store(t, x);
+    return t[0];
+}
+
+static inline float gelu_one(float x) { return vf_first(gelu_vec(vf_set1(x))); }
+static inline float gelu_grad_one(float x) { return vf_first(gelu_grad_vec(vf_set1(x))); }
+
+/* ------------------------------------------------------------------------
  * bias, residual */
 
 /* out (N, O) += bias (O,) */
@@ -114,10 +162,35 @@ void bias_forward(float *out, const float *bias, int64_t N, int64_t O) {
     }
 }
 
-/* dbias (O,) = column sums of dout (N, O): a fixed number of row blocks,
- * each summed in row order, then the block sums added in order.
- * Returns -1 if scratch allocation fails. */
-int bias_backward(float *dbias, const float *dout, int64_t N, int64_t O) {
+/* p (O,) += dy (O,) */
+static inline void colsum_add_row(float *p, const float *dy, int64_t O) {
+    int64_t c = 0;
+    for (; c + VF <= O; c += VF) vf_store(p + c, vf_add(vf_load(p + c), vf_load(dy + c)));
+    for (; c < O; c++) p[c] += dy[c];
+}
+
+/* dx (O,) = dy (O,) * gelu'(x (O,)); p (O,) += dx. dx may be dy or x. */
+static inline void gelu_grad_colsum_row(float *dx, float *p, const float *dy, const float *x,
+                                        int64_t O) {
+    int64_t c = 0;
+    for (; c + VF <= O; c += VF) {
+        vf_t d = vf_mul(vf_load(dy + c), gelu_grad_vec(vf_load(x + c)));
+        vf_store(dx + c, d);
+        vf_store(p + c, vf_add(vf_load(p + c), d));
+    }
+    for (; c < O; c++) {
+        float d = dy[c] * gelu_grad_one(x[c]);
+        dx[c] = d;
+        p[c] += d;
+    }
+}
+
+/* dbias (O,) = column sums of g (N, O), where g = dout (N, O) when pre is
+ * NULL, else g = dout * gelu'(pre (N, O)), also written to dinp (N, O).
+ * A fixed number of row blocks, each summed in row order, then the block
+ * sums added in order. Returns -1 if scratch allocation fails. */
+static int colsum_blocks(float *dbias, float *dinp, const float *dout, const float *pre,
+                         int64_t N, int64_t O) {
     int64_t nblk = N < BIAS_BLOCKS ? N : BIAS_BLOCKS;
     float *part = (float *)malloc(sizeof(float) * (size_t)((nblk > 0 ? nblk : 1) * O));  /* (nblk, O) */
     if (part == NULL) return -1;
@@ -126,10 +199,8 @@ int bias_backward(float *dbias, const float *dout, int64_t N, int64_t O) {
         float *p = part + b * O;  /* (O,) */
         for (int64_t c = 0; c < O; c++) p[c] = 0.0f;
         for (int64_t n = b * N / nblk; n < (b + 1) * N / nblk; n++) {
-            const float *dy = dout + n * O;  /* (O,) */
-            int64_t c = 0;
-            for (; c + VF <= O; c += VF) vf_store(p + c, vf_add(vf_load(p + c), vf_load(dy + c)));
-            for (; c < O; c++) p[c] += dy[c];
+            if (pre == NULL) colsum_add_row(p, dout + n * O, O);
+            else gelu_grad_colsum_row(dinp + n * O, p, dout + n * O, pre + n * O, O);
         }
     }
     #pragma omp parallel for schedule(static)
@@ -140,6 +211,11 @@ int bias_backward(float *dbias, const float *dout, int64_t N, int64_t O) {
     }
     free(part);
     return 0;
+}
+
+/* dbias (O,) = column sums of dout (N, O). Returns -1 if scratch allocation fails. */
+int bias_backward(float *dbias, const float *dout, int64_t N, int64_t O) {
+    return colsum_blocks(dbias, NULL, dout, NULL, N, O);
 }
 
 /* out (N, C) = (resid (N, C) + branch (N, C)) + bias (C,); out may alias branch */
@@ -215,68 +291,54 @@ void rope_backward(float *dinp, const float *dout, const float *cos, const float
 }
 
 /* ------------------------------------------------------------------------
- * GELU, tanh approximation, written with the logistic function:
- *   0.5 (1 + tanh(u)) = s = 1 / (1 + e),  e = exp(-2u),  u = c (x + a x^3)
- *   gelu(x)  = x s
- *   gelu'(x) = s + 2 x s (1 - s) c (1 + 3 a x^2),  1 - s = 1 / (1 + 1/e)
- * This avoids the cancellation of 1 + tanh(u) for negative x, never
- * overflows to NaN for large finite |x| (x^2 in the derivative is taken of x
- * clamped to +-1e4; beyond that the term is 0), and gives the reference's
- * inf/NaN: gelu(+inf) = +inf, gelu(-inf) = NaN, gelu'(+-inf) = NaN. */
-#define GELU_C 0.7978845608028654f  /* sqrt(2 / pi) */
-#define GELU_A 0.044715f
-
-static inline float gelu_scalar(float x) {
-    float u = GELU_C * (x + GELU_A * x * x * x);
-    return x / (1.0f + expf(-2.0f * u));
-}
-
-static inline float gelu_grad_scalar(float x) {
-    float u = GELU_C * (x + GELU_A * x * x * x);
-    float e = expf(-2.0f * u);
-    float s = 1.0f / (1.0f + e), sm = 1.0f / (1.0f + 1.0f / e);
-    float xc = x < -1e4f ? -1e4f : (x > 1e4f ? 1e4f : x);
-    float dt = GELU_C * (1.0f + 3.0f * GELU_A * xc * xc);
-    return s + x * (2.0f * s * sm) * dt;  /* 2 s sm first: 2x may overflow */
-}
+ * GELU kernels (the math is gelu_vec / gelu_grad_vec above) */
 
 /* out (n,) = gelu(inp (n,)) */
 void gelu_forward(float *out, const float *inp, int64_t n) {
-    const vf_t one = vf_set1(1.0f), ka = vf_set1(GELU_A), k2c = vf_set1(-2.0f * GELU_C);
     int64_t nblk = (n + ELT_BLOCK - 1) / ELT_BLOCK;
     #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < nblk; b++) {
         int64_t i = b * ELT_BLOCK, end = i + ELT_BLOCK < n ? i + ELT_BLOCK : n;
-        for (; i + VF <= end; i += VF) {
-            vf_t x = vf_load(inp + i);
-            vf_t x3 = vf_mul(vf_mul(x, x), x);
-            vf_t e = vf_exp(vf_mul(k2c, vf_fma(ka, x3, x)));  /* exp(-2u) */
-            vf_store(out + i, vf_div(x, vf_add(one, e)));
-        }
-        for (; i < end; i++) out[i] = gelu_scalar(inp[i]);
+        for (; i + VF <= end; i += VF) vf_store(out + i, gelu_vec(vf_load(inp + i)));
+        for (; i < end; i++) out[i] = gelu_one(inp[i]);
     }
 }
 
 /* dinp (n,) = dout (n,) * gelu'(inp (n,)) */
 void gelu_backward(float *dinp, const float *dout, const float *inp, int64_t n) {
-    const vf_t one = vf_set1(1.0f), two = vf_set1(2.0f), ka = vf_set1(GELU_A),
-               k2c = vf_set1(-2.0f * GELU_C), kc = vf_set1(GELU_C),
-               k3a = vf_set1(3.0f * GELU_A);
     int64_t nblk = (n + ELT_BLOCK - 1) / ELT_BLOCK;
     #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < nblk; b++) {
         int64_t i = b * ELT_BLOCK, end = i + ELT_BLOCK < n ? i + ELT_BLOCK : n;
-        for (; i + VF <= end; i += VF) {
-            vf_t x = vf_load(inp + i);
-            vf_t x2 = vf_mul(x, x);
-            vf_t e = vf_exp(vf_mul(k2c, vf_fma(ka, vf_mul(x2, x), x)));
-            vf_t s = vf_div(one, vf_add(one, e));
-            vf_t sm = vf_div(one, vf_add(one, vf_div(one, e)));
-            vf_t xc = vf_clamp(x, -1e4f, 1e4f);
-            vf_t dt = vf_mul(kc, vf_fma(k3a, vf_mul(xc, xc), one));
-            vf_t g = vf_fma(vf_mul(x, vf_mul(two, vf_mul(s, sm))), dt, s);
-            vf_store(dinp + i, vf_mul(vf_load(dout + i), g));
-        }
-        for (; i < end; i++) dinp[i] = dout[i] * gelu_grad_scalar(inp[i]);
+        for (; i + VF <= end; i += VF)
+            vf_store(dinp + i, vf_mul(vf_load(dout + i), gelu_grad_vec(vf_load(inp + i))));
+        for (; i < end; i++) dinp[i] = dout[i] * gelu_grad_one(inp[i]);
     }
+}
+
+/* pre (N, F) += bias (F,); out (N, F) = gelu(pre). One pass over pre. */
+void bias_gelu_forward(float *out, float *pre, const float *bias, int64_t N, int64_t F) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        float *x = pre + n * F;  /* (F,) */
+        float *y = out + n * F;  /* (F,) */
+        int64_t c = 0;
+        for (; c + VF <= F; c += VF) {
+            vf_t h = vf_add(vf_load(x + c), vf_load(bias + c));
+            vf_store(x + c, h);
+            vf_store(y + c, gelu_vec(h));
+        }
+        for (; c < F; c++) {
+            x[c] += bias[c];
+            y[c] = gelu_one(x[c]);
+        }
+    }
+}
+
+/* dinp (N, F) = dout (N, F) * gelu'(pre (N, F)); dbias (F,) = column sums
+ * of dinp, summed as bias_backward sums. One pass over dout and pre.
+ * Returns -1 if scratch allocation fails. */
+int gelu_bias_backward(float *dinp, float *dbias, const float *dout, const float *pre,
+                       int64_t N, int64_t F) {
+    return colsum_blocks(dbias, dinp, dout, pre, N, F);
 }

@@ -30,6 +30,7 @@ KERNEL_TOL = {
     "embedding_backward": 1e-6,
     "layernorm_forward": 2e-6,
     "layernorm_backward": 2e-6,
+    "layernorm_backward_add": 2e-6,
     "bias_forward": 1e-6,
     "bias_backward": 2e-6,
     "residual_forward": 1e-6,
@@ -38,6 +39,8 @@ KERNEL_TOL = {
     "rope_backward": 1e-6,
     "gelu_forward": 1e-6,
     "gelu_backward": 5e-6,  # the reference's 1 + tanh(u) cancels for x < 0
+    "bias_gelu_forward": 1e-6,
+    "gelu_bias_backward": 5e-6,  # as gelu_backward
     "crossentropy_forward_backward": 2e-6,
 }
 MODEL_TOL = 1e-4  # nano model: loss, every gradient and the logits
@@ -46,6 +49,7 @@ ROW_SHAPES = [(1, 1), (1, 37), (3, 80), (37, 64), (65, 512), (4, 1000)]  # (N, C
 EMB_SHAPES = [(1, 1, 1), (7, 5, 37), (64, 33, 80), (300, 257, 64)]  # (N, V, C)
 ROPE_SHAPES = [(1, 1, 1, 2), (2, 5, 3, 80), (1, 37, 2, 64), (3, 7, 4, 6), (2, 17, 1, 34)]  # (B, T, NH, hs)
 FLAT_SHAPES = [(1, 1), (1, 37), (3, 80), (16, 1000), (3, 4099)]  # (N, F)
+FUSED_SHAPES = FLAT_SHAPES + [(0, 37), (65, 131)]  # (N, F): also no rows, and more rows than row blocks
 CE_SHAPES = [(1, 1), (1, 37), (5, 257), (17, 1001), (3, 16384)]  # (R, V)
 
 GUARD = 67  # guard elements on each side of every output (odd: misaligns the output)
@@ -121,6 +125,13 @@ def case_layernorm_backward(rng, N, C):
                                         i["weight"], i["mean"], i["rstd"])
 
 
+def case_layernorm_backward_add(rng, N, C):
+    outs, ins, _ = case_layernorm_backward(rng, N, C)
+    outs = dict(dresid=outs.pop("dinp"), **outs)  # dresid holds values: the kernel adds into it
+    return outs, ins, lambda f, o, i: f(o["dresid"], o["dweight"], o["dbias"], i["dout"], i["inp"],
+                                        i["weight"], i["mean"], i["rstd"])
+
+
 def case_bias_forward(rng, N, C):
     return dict(out=_f32(rng, N, C)), dict(bias=_f32(rng, C)), lambda f, o, i: f(o["out"], i["bias"])
 
@@ -166,6 +177,17 @@ def case_gelu_backward(rng, N, F):
     return dict(dinp=_f32(rng, N, F)), ins, lambda f, o, i: f(o["dinp"], i["dout"], i["inp"])
 
 
+def case_bias_gelu_forward(rng, N, F):
+    outs = dict(out=_f32(rng, N, F), pre=_f32(rng, N, F, scale=3.0))  # pre: added to in place
+    return outs, dict(bias=_f32(rng, F)), lambda f, o, i: f(o["out"], o["pre"], i["bias"])
+
+
+def case_gelu_bias_backward(rng, N, F):
+    ins = dict(dout=_f32(rng, N, F), pre=_f32(rng, N, F, scale=3.0))
+    outs = dict(dinp=_f32(rng, N, F), dbias=_f32(rng, F))
+    return outs, ins, lambda f, o, i: f(o["dinp"], o["dbias"], i["dout"], i["pre"])
+
+
 def case_crossentropy_forward_backward(rng, R, V):
     targets = rng.integers(0, V, R).astype(np.int32)
     targets[::3] = -1 if R > 1 else targets[::3]
@@ -178,10 +200,12 @@ def case_crossentropy_forward_backward(rng, R, V):
 CASES = (
     [("embedding_forward", s) for s in EMB_SHAPES]
     + [("embedding_backward", s) for s in EMB_SHAPES]
-    + [(k, s) for k in ("layernorm_forward", "layernorm_backward", "bias_forward", "bias_backward",
-                        "residual_forward", "residual_backward") for s in ROW_SHAPES]
+    + [(k, s) for k in ("layernorm_forward", "layernorm_backward", "layernorm_backward_add",
+                        "bias_forward", "bias_backward", "residual_forward", "residual_backward")
+       for s in ROW_SHAPES]
     + [(k, s) for k in ("rope_forward", "rope_backward") for s in ROPE_SHAPES]
     + [(k, s) for k in ("gelu_forward", "gelu_backward") for s in FLAT_SHAPES]
+    + [(k, s) for k in ("bias_gelu_forward", "gelu_bias_backward") for s in FUSED_SHAPES]
     + [("crossentropy_forward_backward", s) for s in CE_SHAPES]
 )
 
@@ -278,13 +302,15 @@ def test_rope_in_place_on_strided_views(K):
     assert np.array_equal(after[:, 0], b4[:, 0]), "the row outside the views changed"
 
 
-@pytest.mark.parametrize("kernel", ["residual_forward", "crossentropy_forward_backward", "gelu_forward"])
+@pytest.mark.parametrize("kernel", ["residual_forward", "crossentropy_forward_backward", "gelu_forward",
+                                    "gelu_bias_backward"])
 def test_in_place(K, kernel):
-    """The aliasing ref.py allows: residual out is branch, dlogits is logits, gelu out is inp."""
+    """The aliasing ref.py allows: residual out is branch, dlogits is logits, gelu out is inp,
+    gelu_bias_backward dinp is dout."""
     outs, ins, call = build(kernel, (9, 1001))
     want = oracle(kernel, outs, ins, call)
     alias = {"residual_forward": ("out", "branch"), "crossentropy_forward_backward": ("dlogits", "logits"),
-             "gelu_forward": ("out", "inp")}[kernel]
+             "gelu_forward": ("out", "inp"), "gelu_bias_backward": ("dinp", "dout")}[kernel]
     full, buf = guarded(ins[alias[1]])
     got = {n: guarded(a)[1] for n, a in outs.items()}
     got[alias[0]] = buf
@@ -312,22 +338,38 @@ def _spread(vals, n, rng):
     return x
 
 
-@pytest.mark.parametrize("kernel", ["gelu_forward", "gelu_backward"])
+@pytest.mark.parametrize("kernel", ["gelu_forward", "gelu_backward", "bias_gelu_forward",
+                                    "gelu_bias_backward"])
 def test_gelu_specials(K, kernel):
+    """The flat kernels on one row; the fused ones on 7 rows (a vector body and a
+    tail in each), their column sums of dbias carrying the NaNs and infs down."""
     rng = np.random.default_rng(2)
     n = 2 * 4096 + 77
-    vals = np.concatenate([SPECIALS, HUGE]) if kernel == "gelu_forward" else SPECIALS
-    x = _spread(vals, n, rng).reshape(1, n)
-    ins = dict(inp=x)
+    rows = 1 if kernel in ("gelu_forward", "gelu_backward") else 7
+    shape = (rows, n // rows)
+    forward = kernel.endswith("forward")
+    vals = np.concatenate([SPECIALS, HUGE]) if forward else SPECIALS
+    x = _spread(vals, n, rng)[:shape[0] * shape[1]].reshape(shape)
+    outs = dict(out=np.zeros(shape, np.float32))
     if kernel == "gelu_forward":
+        ins = dict(inp=x)
         call = lambda f, o, i: f(o["out"], i["inp"])
+    elif kernel == "bias_gelu_forward":
+        outs["pre"] = x
+        ins = dict(bias=_f32(rng, shape[1]))
+        call = lambda f, o, i: f(o["out"], o["pre"], i["bias"])
     else:
-        ins["dout"] = _spread(np.array([np.inf, -np.inf, np.nan], np.float32), n, rng).reshape(1, n)
+        ins = dict(inp=x, dout=_spread(np.array([np.inf, -np.inf, np.nan], np.float32), n, rng)
+                   [:x.size].reshape(shape))
         ins["dout"][np.abs(x) > 20] = 1.0  # dout = inf times a gradient that underflows is ill-posed
-        call = lambda f, o, i: f(o["out"], i["dout"], i["inp"])
-    outs = dict(out=np.zeros((1, n), np.float32))
+        if kernel == "gelu_backward":
+            call = lambda f, o, i: f(o["out"], i["dout"], i["inp"])
+        else:
+            outs["dbias"] = np.zeros(shape[1], np.float32)
+            call = lambda f, o, i: f(o["out"], o["dbias"], i["dout"], i["inp"])
     got, want = run(K, kernel, outs, ins, call), oracle(kernel, outs, ins, call)
-    assert_close(got["out"], want["out"], KERNEL_TOL[kernel], f"{K.name} {kernel}")
+    for name in outs:
+        assert_close(got[name], want[name], KERNEL_TOL[kernel], f"{K.name} {kernel} {name}")
 
 
 def test_elementwise_specials(K):
@@ -361,11 +403,14 @@ def test_layernorm_specials(K):
     assert np.isnan(want["out"][[1, 3, 4]]).all() and np.isfinite(want["out"][[0, 2, 5]]).all()
     for n in outs:
         assert_close(got[n], want[n], KERNEL_TOL["layernorm_forward"], f"{K.name} layernorm {n}")
-    outs, ins, call = build("layernorm_backward", (6, 83))
-    ins["dout"][2, 7] = np.nan
-    got, want = run(K, "layernorm_backward", outs, ins, call), oracle("layernorm_backward", outs, ins, call)
-    for n in outs:
-        assert_close(got[n], want[n], KERNEL_TOL["layernorm_backward"], f"{K.name} layernorm_backward {n}")
+    for kernel in ("layernorm_backward", "layernorm_backward_add"):
+        outs, ins, call = build(kernel, (6, 83))
+        ins["dout"][2, 7] = np.nan
+        if kernel == "layernorm_backward_add":  # what dresid held propagates too
+            outs["dresid"][4, 9], outs["dresid"][5, 82] = np.inf, np.nan
+        got, want = run(K, kernel, outs, ins, call), oracle(kernel, outs, ins, call)
+        for n in outs:
+            assert_close(got[n], want[n], KERNEL_TOL[kernel], f"{K.name} {kernel} {n}")
 
 
 def test_crossentropy_specials(K):
@@ -392,9 +437,10 @@ def test_crossentropy_specials(K):
 # determinism and thread counts
 
 DET_CASES = [("embedding_backward", (2000, 300, 200)), ("layernorm_forward", (300, 520)),
-             ("layernorm_backward", (300, 520)), ("bias_backward", (300, 520)),
-             ("residual_backward", (30, 5000)), ("rope_forward", (2, 64, 4, 80)),
-             ("gelu_forward", (7, 3001)), ("gelu_backward", (7, 3001)),
+             ("layernorm_backward", (300, 520)), ("layernorm_backward_add", (300, 520)),
+             ("bias_backward", (300, 520)), ("residual_backward", (30, 5000)),
+             ("rope_forward", (2, 64, 4, 80)), ("gelu_forward", (7, 3001)), ("gelu_backward", (7, 3001)),
+             ("bias_gelu_forward", (7, 3001)), ("gelu_bias_backward", (300, 523)),
              ("crossentropy_forward_backward", (64, 1001))]
 
 
@@ -488,6 +534,23 @@ def test_c_wrappers_reject_bad_arguments():
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="writable"):
         K.gelu_forward(ro, ro.copy())
+    b16 = np.zeros(16, np.float32)
+    with pytest.raises(ValueError, match="overlaps"):  # pre must keep the pre-activation
+        K.bias_gelu_forward(x, x, b16)
+    with pytest.raises(ValueError, match="bias"):
+        K.bias_gelu_forward(x.copy(), x, np.zeros(15, np.float32))
+    with pytest.raises(ValueError, match="writable"):
+        K.bias_gelu_forward(ro.copy(), ro, b16)
+    with pytest.raises(ValueError, match="shape"):
+        K.gelu_bias_backward(x.copy(), np.zeros(15, np.float32), x.copy(), x)
+    with pytest.raises(ValueError, match="overlaps"):
+        K.gelu_bias_backward(x.copy(), x[0], x.copy(), x)
+    ln = dict(dweight=b16.copy(), dbias=b16.copy(), dout=x.copy(), inp=x.copy(), weight=b16.copy(),
+              mean=np.zeros(4, np.float32), rstd=np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="overlaps"):  # adds into dresid while reading dout
+        K.layernorm_backward_add(ln["dout"], *ln.values())
+    with pytest.raises(TypeError, match="float32"):
+        K.layernorm_backward_add(np.zeros((4, 16)), *ln.values())
 
 
 # ---------------------------------------------------------------------------

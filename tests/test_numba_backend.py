@@ -39,6 +39,7 @@ TOL = {
     "embedding_backward": 1e-6,
     "layernorm_forward": 2e-6,
     "layernorm_backward": 2e-6,
+    "layernorm_backward_add": 2e-6,
     "bias_forward": 1e-6,
     "bias_backward": 2e-6,
     "residual_forward": 1e-6,
@@ -49,6 +50,8 @@ TOL = {
     "attention_backward": 1e-5,
     "gelu_forward": 1e-6,
     "gelu_backward": 1e-5,  # rational tanh (7 ulp) and the cancellation in 1 - t^2
+    "bias_gelu_forward": 1e-6,
+    "gelu_bias_backward": 1e-5,  # as gelu_backward
     "crossentropy_forward_backward": 2e-6,
     "grad_norm_sq": 1e-12,  # float64 sums of exact float32 squares
     "adamw_step": 1e-6,
@@ -130,6 +133,7 @@ def test_row_kernels_strided(rng, N, C):
     # layernorm backward from the saved float32 mean/rstd; inputs and outputs strided
     dbuf, dout = guarded((N, C), rng)
     dib, dinp = guarded((N, C))
+    drb, dr = guarded((N, C))
     dwb, dw = guarded((1, C))
     dbb, db = guarded((1, C))
     mean32, rstd32 = mean[0].copy(), rstd[0].copy()
@@ -168,6 +172,38 @@ def test_row_kernels_strided(rng, N, C):
     ref.gelu_backward(want, *f64(dout, x))
     check("gelu_backward", (g,), (want,))
     assert untouched(gb, C)
+    # the fused kernels on strided views: the oracle's numbers, and bitwise the unfused pairs
+    pb, pre = guarded((N, C))
+    pre[:] = x
+    nb.bias_gelu_forward(g, pre, b)
+    want_pre, want = x.astype(np.float64), np.zeros((N, C))
+    ref.bias_gelu_forward(want, want_pre, b.astype(np.float64))
+    check("bias_gelu_forward", (pre, g), (want_pre, want))
+    assert untouched(pb, C) and untouched(gb, C)
+    pre2, g2 = x.copy(), np.zeros((N, C), np.float32)
+    nb.bias_forward(pre2, b)
+    nb.gelu_forward(g2, pre2)
+    assert np.array_equal(pre, pre2) and np.array_equal(g, g2)
+    nb.gelu_bias_backward(g, db[0], dout, pre)
+    want, want_db = np.zeros((N, C)), np.zeros(C)
+    ref.gelu_bias_backward(want, want_db, *f64(dout, pre))
+    check("gelu_bias_backward", (g, db[0]), (want, want_db))
+    assert untouched(gb, C) and untouched(dbb, C)
+    nb.gelu_backward(g2, dout, pre2)
+    db2 = np.zeros(C, np.float32)
+    nb.bias_backward(db2, g2)
+    assert np.array_equal(g, g2) and np.array_equal(db[0], db2)
+    # layernorm_backward_add on strided views: bitwise layernorm_backward then residual_backward
+    r0 = f32(rng, N, C)
+    dr[:] = r0
+    nb.layernorm_backward_add(dr, dw[0], db[0], dout, xs, w, mean32, rstd32)
+    want = [r0.astype(np.float64), np.zeros(C), np.zeros(C)]
+    ref.layernorm_backward_add(*want, *f64(dout, x, w, mean32, rstd32))
+    check("layernorm_backward_add", (dr, dw[0], db[0]), want)
+    assert untouched(drb, C) and untouched(dwb, C) and untouched(dbb, C)
+    r2 = r0.copy()
+    nb.residual_backward(r2, c_out[0])
+    assert np.array_equal(dr, r2) and np.array_equal(dw[0], c_out[1]) and np.array_equal(db[0], c_out[2])
 
 
 def test_elementwise_kernels_accept_nd_contiguous(rng):
@@ -344,6 +380,10 @@ def _nan_cases(rng):
     yield "bias_backward", [np.zeros(C), x], (0,)
     yield "gelu_forward", [np.zeros((N, C)), x], (0,)
     yield "gelu_backward", [np.zeros((N, C)), f32(rng, N, C), x], (0,)
+    yield "bias_gelu_forward", [np.zeros((N, C)), x.copy(), b], (0, 1)
+    yield "gelu_bias_backward", [np.zeros((N, C)), np.zeros(C), f32(rng, N, C), x], (0, 1)
+    yield "layernorm_backward_add", [f32(rng, N, C), np.zeros(C), np.zeros(C), x, f32(rng, N, C), w, mean,
+                                     rstd], (0, 1, 2)
     yield "residual_forward", [np.zeros((N, C)), x, f32(rng, N, C), b], (0,)
     logits = f32(rng, N, V)
     logits[1, 3] = np.nan  # a counted row: its loss and gradient row become NaN
@@ -360,7 +400,8 @@ def _nan_cases(rng):
                          np.ones(1000, np.uint8), 1e-3, 0.9, 0.95, 1e-8, 0.1, 1, 1.0], (0, 2, 3)
 
 
-NAN_KERNELS = ["layernorm_forward", "layernorm_backward", "bias_backward", "gelu_forward", "gelu_backward",
+NAN_KERNELS = ["layernorm_forward", "layernorm_backward", "layernorm_backward_add", "bias_backward",
+               "gelu_forward", "gelu_backward", "bias_gelu_forward", "gelu_bias_backward",
                "residual_forward", "crossentropy_forward_backward", "attention_forward", "adamw_step"]
 
 
@@ -399,6 +440,15 @@ def _det_outputs(seed=7):
     db2 = np.zeros(C, np.float32)
     nb.bias_backward(db2, dout)
     res["bias_db"] = db2
+    dr, dw2, db3 = x.copy(), np.zeros(C, np.float32), np.zeros(C, np.float32)
+    nb.layernorm_backward_add(dr, dw2, db3, dout, x, w, mean, rstd)
+    res["lnadd_dr"], res["lnadd_dw"], res["lnadd_db"] = dr, dw2, db3
+    pre, ge = x.copy(), np.zeros((N, C), np.float32)
+    nb.bias_gelu_forward(ge, pre, b)
+    res["bg_pre"], res["bg_out"] = pre, ge
+    dg, dgb = np.zeros((N, C), np.float32), np.zeros(C, np.float32)
+    nb.gelu_bias_backward(dg, dgb, dout, pre)
+    res["gb_dinp"], res["gb_dbias"] = dg, dgb
     tokens = rng.integers(0, V, N).astype(np.int32)
     dwte = np.zeros((V, C), np.float32)
     nb.embedding_backward(dwte, dout, tokens)
@@ -501,6 +551,15 @@ def test_wrappers_reject_bad_arguments():
         ro = np.zeros((4, 16), np.float32)
         ro.flags.writeable = False
         nb.gelu_forward(ro, x)
+    with pytest.raises(ValueError, match="overlaps"):  # pre must keep the pre-activation
+        nb.bias_gelu_forward(x, x, np.zeros(16, np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        nb.bias_gelu_forward(x.copy(), x, np.zeros(15, np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        nb.gelu_bias_backward(x.copy(), np.zeros(15, np.float32), x, x)
+    with pytest.raises(TypeError, match="float32"):
+        nb.layernorm_backward_add(np.zeros((4, 16)), np.zeros(16, np.float32), np.zeros(16, np.float32), x, x,
+                                  np.ones(16, np.float32), np.zeros(4, np.float32), np.ones(4, np.float32))
     q = np.zeros((1, 4, 2, 8), np.float32)
     with pytest.raises(ValueError, match="lse"):
         nb.attention_forward(q.copy(), np.zeros((1, 4, 2), np.float32), q, q, q)

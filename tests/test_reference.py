@@ -100,6 +100,41 @@ def test_bias_and_residual_backward(rng):
     assert np.allclose(d, wout + branch)
 
 
+def test_fused_bias_gelu(rng):
+    """bias_gelu_forward / gelu_bias_backward: the gradients of sum(gelu(x + bias) * wout)."""
+    N, F = 4, 9
+    x = rng.standard_normal((N, F)) * 2
+    bias = rng.standard_normal(F)
+    wout = rng.standard_normal((N, F))
+
+    def f():
+        pre, out = x.copy(), np.zeros((N, F))
+        ref.bias_gelu_forward(out, pre, bias)
+        return float((out * wout).sum())
+
+    pre, out = x.copy(), np.zeros((N, F))
+    ref.bias_gelu_forward(out, pre, bias)
+    assert np.array_equal(pre, x + bias)  # pre keeps the biased pre-activation
+    dx, dbias = np.zeros((N, F)), np.zeros(F)
+    ref.gelu_bias_backward(dx, dbias, wout, pre)
+    assert rel_err(dx, numgrad(f, x)) < TOL
+    assert rel_err(dbias, numgrad(f, bias)) < TOL
+
+
+def test_layernorm_backward_add(rng):
+    """dresid += the input gradient; dweight, dbias written as layernorm_backward writes them."""
+    N, C = 5, 7
+    x, w, dout = rng.standard_normal((N, C)), rng.standard_normal(C), rng.standard_normal((N, C))
+    out, mean, rstd = np.zeros((N, C)), np.zeros(N), np.zeros(N)
+    ref.layernorm_forward(out, mean, rstd, x, w, np.zeros(C), 1e-5)
+    dx, dw, db = np.zeros((N, C)), np.zeros(C), np.zeros(C)
+    ref.layernorm_backward(dx, dw, db, dout, x, w, mean, rstd)
+    r0 = rng.standard_normal((N, C))
+    dresid, dw2, db2 = r0.copy(), np.full(C, 7.0), np.full(C, 7.0)
+    ref.layernorm_backward_add(dresid, dw2, db2, dout, x, w, mean, rstd)
+    assert np.array_equal(dresid, r0 + dx) and np.array_equal(dw2, dw) and np.array_equal(db2, db)
+
+
 def test_rope_backward_and_neox_pairs(rng):
     B, T, NH, hs = 2, 5, 3, 8
     x = rng.standard_normal((B, T, NH, hs))

@@ -159,19 +159,30 @@ def layernorm_forward(out, mean, rstd, inp, weight, bias, eps):
         lib.layernorm_forward(*args, float(eps), N, C)
 
 
-def layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd):
+def _layernorm_backward(fn, name, dx_name, dx, dweight, dbias, dout, inp, weight, mean, rstd,
+                        allow_same):
     _check("inp", inp, None)
     if inp.ndim != 2:
         raise ValueError(f"inp must be (N, C), got shape {inp.shape}")
     N, C = inp.shape
-    args = (_arg("dinp", dinp, (N, C), out=True), _arg("dweight", dweight, (C,), out=True),
+    args = (_arg(dx_name, dx, (N, C), out=True), _arg("dweight", dweight, (C,), out=True),
             _arg("dbias", dbias, (C,), out=True), _arg("dout", dout, (N, C)),
             _arg("inp", inp, (N, C)), _arg("weight", weight, (C,)),
             _arg("mean", mean, (N,)), _arg("rstd", rstd, (N,)))
-    _no_overlap("dinp", dinp, "dout", dout)
-    _no_overlap("dinp", dinp, "inp", inp)
+    _no_overlap(dx_name, dx, "dout", dout, allow_same)
+    _no_overlap(dx_name, dx, "inp", inp, allow_same)
     if C:
-        _status(lib.layernorm_backward(*args, N, C), "layernorm_backward")
+        _status(fn(*args, N, C), name)
+
+
+def layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd):
+    _layernorm_backward(lib.layernorm_backward, "layernorm_backward", "dinp", dinp, dweight, dbias,
+                        dout, inp, weight, mean, rstd, allow_same=True)
+
+
+def layernorm_backward_add(dresid, dweight, dbias, dout, inp, weight, mean, rstd):
+    _layernorm_backward(lib.layernorm_backward_add, "layernorm_backward_add", "dresid", dresid,
+                        dweight, dbias, dout, inp, weight, mean, rstd, allow_same=False)
 
 
 def bias_forward(out, bias):
@@ -256,6 +267,35 @@ def gelu_backward(dinp, dout, inp):
     _no_overlap("dinp", dinp, "inp", inp)
     if inp.size:
         lib.gelu_backward(*args, inp.size)
+
+
+def bias_gelu_forward(out, pre, bias):
+    _check("pre", pre, None, out=True)
+    _check("bias", bias, None)
+    F = bias.shape[0] if bias.ndim == 1 else -1
+    if F < 0 or pre.ndim < 1 or pre.shape[-1] != F:
+        raise ValueError(f"bias_gelu_forward: pre {pre.shape} must end in bias's length, bias {bias.shape}")
+    args = (_arg("out", out, pre.shape, out=True), _arg("pre", pre, None, out=True), _ptr(bias))
+    _no_overlap("out", out, "pre", pre, allow_same=False)  # pre keeps the pre-activation
+    _no_overlap("out", out, "bias", bias, allow_same=False)
+    _no_overlap("pre", pre, "bias", bias, allow_same=False)
+    if pre.size:
+        lib.bias_gelu_forward(*args, pre.size // F, F)
+
+
+def gelu_bias_backward(dinp, dbias, dout, pre):
+    _check("pre", pre, None)
+    if pre.ndim < 1:
+        raise ValueError("gelu_bias_backward: pre must have at least one dim")
+    F = pre.shape[-1]
+    args = (_arg("dinp", dinp, pre.shape, out=True), _arg("dbias", dbias, (F,), out=True),
+            _arg("dout", dout, pre.shape), _arg("pre", pre, None))
+    _no_overlap("dinp", dinp, "dout", dout)
+    _no_overlap("dinp", dinp, "pre", pre)
+    for name, a in (("dinp", dinp), ("dout", dout), ("pre", pre)):
+        _no_overlap("dbias", dbias, name, a, allow_same=False)
+    if F:
+        _status(lib.gelu_bias_backward(*args, pre.size // F, F), "gelu_bias_backward")
 
 
 def crossentropy_forward_backward(losses, dlogits, logits, targets, dscale):

@@ -179,6 +179,13 @@ def _exp_shifted(y, x, shift, bits):
 
 
 @_jit()
+def _store_block(pr, acc):
+    """pr (C,) float64 = acc (C,) float32: one block's column sums."""
+    for c in range(acc.shape[0]):
+        pr[c] = acc[c]
+
+
+@_jit()
 def _reduce_blocks(out, part):
     """out (C,) float32 = sum over blocks of part (nblk, C) float64, in block order."""
     nblk, C = part.shape
@@ -251,8 +258,10 @@ def _layernorm_forward(out, mean, rstd, inp, weight, bias, eps):
 
 
 @_jit(parallel=True)
-def _layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd):
-    """As the reference; dweight, dbias are summed over row blocks as in _bias_backward."""
+def _layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, add):
+    """As the reference; dweight, dbias are summed over row blocks as in _bias_backward.
+    add=False writes dinp (N, C); add=True adds the input gradient into it (dinp += ...),
+    rounded as writing it and then adding it with _residual_backward."""
     N, C = inp.shape
     nblk = (N + ROW_BLOCK - 1) // ROW_BLOCK
     dweight_part = np.empty((nblk, C), np.float64)
@@ -298,13 +307,14 @@ def _layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd):
             gm = _F32(((s0 + s1) + (s2 + s3)) / C)
             gxm = _F32(((t0 + t1) + (t2 + t3)) / C)
             di = dinp[n]
-            for c in range(C):
-                di[c] = r * (g[c] - gm - xh[c] * gxm)
-        pwr = dweight_part[blk]
-        pbr = dbias_part[blk]
-        for c in range(C):
-            pwr[c] = pw[c]
-            pbr[c] = pb[c]
+            if add:
+                for c in range(C):
+                    di[c] += r * (g[c] - gm - xh[c] * gxm)
+            else:
+                for c in range(C):
+                    di[c] = r * (g[c] - gm - xh[c] * gxm)
+        _store_block(dweight_part[blk], pw)
+        _store_block(dbias_part[blk], pb)
     _reduce_blocks(dweight, dweight_part)
     _reduce_blocks(dbias, dbias_part)
 
@@ -335,9 +345,7 @@ def _bias_backward(dbias, x):
             xr = x[n]
             for o in range(O):
                 acc[o] += xr[o]
-        pr = part[blk]
-        for o in range(O):
-            pr[o] = acc[o]
+        _store_block(part[blk], acc)
     _reduce_blocks(dbias, part)
 
 
@@ -649,6 +657,21 @@ def _tanh(x):
     return p / q
 
 
+@_jit()
+def _gelu(x):
+    """gelu(x) = 0.5 x (1 + tanh(c (x + a x^3))), float32."""
+    t = _tanh(_GELU_C * (x + _GELU_A * x * x * x))
+    return _HALF * x * (_ONE + t)
+
+
+@_jit()
+def _gelu_grad(x):
+    """gelu'(x), float32."""
+    t = _tanh(_GELU_C * (x + _GELU_A * x * x * x))
+    dt = _GELU_C * (_ONE + _GELU_3A * x * x)
+    return _HALF * (_ONE + t) + _HALF * x * (_ONE - t * t) * dt
+
+
 @_jit(parallel=True)
 def _gelu_forward(out, inp):
     N, F = inp.shape
@@ -656,9 +679,7 @@ def _gelu_forward(out, inp):
         xr = inp[n]
         y = out[n]
         for f in range(F):
-            x = xr[f]
-            t = _tanh(_GELU_C * (x + _GELU_A * x * x * x))
-            y[f] = _HALF * x * (_ONE + t)
+            y[f] = _gelu(xr[f])
 
 
 @_jit(parallel=True)
@@ -669,10 +690,41 @@ def _gelu_backward(dinp, dout, inp):
         dr = dout[n]
         y = dinp[n]
         for f in range(F):
-            x = xr[f]
-            t = _tanh(_GELU_C * (x + _GELU_A * x * x * x))
-            dt = _GELU_C * (_ONE + _GELU_3A * x * x)
-            y[f] = dr[f] * (_HALF * (_ONE + t) + _HALF * x * (_ONE - t * t) * dt)
+            y[f] = dr[f] * _gelu_grad(xr[f])
+
+
+@_jit(parallel=True)
+def _bias_gelu_forward(out, pre, bias):
+    """pre (N, F) += bias (F,); out (N, F) = gelu(pre): one pass over pre."""
+    N, F = pre.shape
+    for n in prange(N):
+        xr = pre[n]
+        y = out[n]
+        for f in range(F):
+            h = xr[f] + bias[f]
+            xr[f] = h
+            y[f] = _gelu(h)
+
+
+@_jit(parallel=True)
+def _gelu_bias_backward(dinp, dbias, dout, pre):
+    """dinp (N, F) = dout * gelu'(pre); dbias (F,) = column sums of dinp, summed over
+    the row blocks of _bias_backward: one pass over dout and pre."""
+    N, F = pre.shape
+    nblk = (N + ROW_BLOCK - 1) // ROW_BLOCK
+    part = np.empty((nblk, F), np.float64)
+    for blk in prange(nblk):
+        acc = np.zeros(F, np.float32)
+        for n in range(blk * ROW_BLOCK, min(N, (blk + 1) * ROW_BLOCK)):
+            xr = pre[n]
+            dr = dout[n]
+            y = dinp[n]
+            for f in range(F):
+                d = dr[f] * _gelu_grad(xr[f])
+                y[f] = d
+                acc[f] += d
+        _store_block(part[blk], acc)
+    _reduce_blocks(dbias, part)
 
 
 # ---------------------------------------------------------------------------
@@ -869,7 +921,20 @@ def layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd):
                           ("rstd", rstd, (N,), False)):
         _f32(nm, a, out=o)
         _same(nm, a, shp)
-    _layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd)
+    _layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, False)
+
+
+def layernorm_backward_add(dresid, dweight, dbias, dout, inp, weight, mean, rstd):
+    """dresid (N, C) += dinp; dweight (C,), dbias (C,) written; as layernorm_backward."""
+    _f32("inp", inp, 2)
+    N, C = inp.shape
+    for nm, a, shp, o in (("dresid", dresid, (N, C), True), ("dweight", dweight, (C,), True),
+                          ("dbias", dbias, (C,), True), ("dout", dout, (N, C), False),
+                          ("weight", weight, (C,), False), ("mean", mean, (N,), False),
+                          ("rstd", rstd, (N,), False)):
+        _f32(nm, a, out=o)
+        _same(nm, a, shp)
+    _layernorm_backward(dresid, dweight, dbias, dout, inp, weight, mean, rstd, True)
 
 
 def bias_forward(out, bias):
@@ -999,6 +1064,32 @@ def gelu_backward(dinp, dout, inp):
     _same("dinp", dinp, inp.shape)
     _same("dout", dout, inp.shape)
     _gelu_backward(_rows("dinp", dinp), _rows("dout", dout), _rows("inp", inp))
+
+
+def bias_gelu_forward(out, pre, bias):
+    """pre (N, F) += bias (F,) in place; out (N, F) = gelu(pre). out must not alias pre."""
+    _f32("out", out, out=True)
+    _f32("pre", pre, out=True)
+    _f32("bias", bias, 1)
+    _same("out", out, pre.shape)
+    p2 = _rows("pre", pre)
+    _same("bias", bias, (p2.shape[1],))
+    if np.may_share_memory(out, pre):
+        raise ValueError("bias_gelu_forward: out overlaps pre (pre keeps the pre-activation)")
+    _bias_gelu_forward(_rows("out", out), p2, bias)
+
+
+def gelu_bias_backward(dinp, dbias, dout, pre):
+    """dinp (N, F) = dout * gelu'(pre); dbias (F,) = column sums of dinp (fixed row blocks)."""
+    _f32("dinp", dinp, out=True)
+    _f32("dbias", dbias, 1, out=True)
+    _f32("dout", dout)
+    _f32("pre", pre)
+    _same("dinp", dinp, pre.shape)
+    _same("dout", dout, pre.shape)
+    p2 = _rows("pre", pre)
+    _same("dbias", dbias, (p2.shape[1],))
+    _gelu_bias_backward(_rows("dinp", dinp), dbias, _rows("dout", dout), p2)
 
 
 def crossentropy_forward_backward(losses, dlogits, logits, targets, dscale):

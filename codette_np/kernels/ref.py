@@ -15,8 +15,15 @@ THE GRADIENT RULE: backward kernels WRITE (=) every gradient they output,
 activations and parameters alike. Where a tensor gets several contributions
 the model sums them explicitly: the residual stream with
 `residual_backward` (dst += src), the tied embedding by having
-`embedding_backward` scatter-ADD into the head's gradient (a scatter is the
-one kernel that adds, since tokens repeat).
+`embedding_backward` scatter-ADD into the head's gradient (a scatter adds,
+since tokens repeat). The one other exception: `layernorm_backward_add`
+ADDS its input gradient into the residual stream's gradient (it is
+`layernorm_backward` fused with `residual_backward`); its dweight and dbias
+are written as usual.
+
+Fused kernels (one pass over memory instead of two) are defined here as the
+composition of the unfused ones: `bias_gelu_forward`, `gelu_bias_backward`,
+`layernorm_backward_add`.
 
 Forward kernels save in explicit outputs exactly what backward needs
 (layernorm: mean, rstd; attention: per-row log-sum-exp).
@@ -66,6 +73,14 @@ def layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd):
     g = dout * weight  # (N, C) gradient wrt xhat
     dinp[:] = rstd[:, None] * (g - g.mean(axis=1, keepdims=True)
                                - xhat * (g * xhat).mean(axis=1, keepdims=True))
+
+
+def layernorm_backward_add(dresid, dweight, dbias, dout, inp, weight, mean, rstd):
+    """dresid (N, C) += dinp; dweight (C,), dbias (C,) written: layernorm_backward
+    whose input gradient is added into the residual stream (see the rule)."""
+    dinp = np.empty_like(dresid)  # (N, C)
+    layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd)
+    residual_backward(dresid, dinp)
 
 
 # ---------------------------------------------------------------------------
@@ -181,6 +196,19 @@ def gelu_backward(dinp, dout, inp):
     t = np.tanh(GELU_C * (x + GELU_A * x * x * x))
     dt = GELU_C * (1.0 + 3.0 * GELU_A * x * x)
     dinp[:] = dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt)
+
+
+def bias_gelu_forward(out, pre, bias):
+    """pre (N, F) += bias (F,) in place (pre keeps the biased pre-activation
+    for backward); out (N, F) = gelu(pre). out must not alias pre."""
+    bias_forward(pre, bias)
+    gelu_forward(out, pre)
+
+
+def gelu_bias_backward(dinp, dbias, dout, pre):
+    """dinp (N, F) = dout (N, F) * gelu'(pre (N, F)); dbias (F,) = column sums of dinp."""
+    gelu_backward(dinp, dout, pre)
+    bias_backward(dbias, dinp)
 
 
 # ---------------------------------------------------------------------------
