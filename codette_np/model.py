@@ -54,7 +54,6 @@ class Activations:
         self.cos, self.sin = cos, sin  # (T, hs/2)
         if with_grad:
             self.dresid = z(N, C)  # gradient of the residual stream, walking backward
-            self.dtmp = z(N, C)
             self.dln = z(N, C)
             self.datt = z(N, C)
             self.dqkv = z(N, 3 * C)
@@ -198,8 +197,7 @@ class Model:
                                 p[pre + "ffn_norm.weight"], p[pre + "ffn_norm.bias"], cfg.norm_eps)
             up, ge = a.up[s], a.gelu[s]
             np.matmul(ln2, p[pre + "ffn_up.weight"].T, out=up)  # (N, F)
-            K.bias_forward(up, p[pre + "ffn_up.bias"])
-            K.gelu_forward(ge, up)
+            K.bias_gelu_forward(ge, up, p[pre + "ffn_up.bias"])  # up += bias; ge = gelu(up)
             out = a.resid[l + 1]
             np.matmul(ge, p[pre + "ffn_down.weight"].T, out=out)
             K.residual_forward(out, mid, out, p[pre + "ffn_down.bias"])
@@ -260,13 +258,12 @@ class Model:
             np.matmul(a.dresid, p[pre + "ffn_down.weight"], out=a.dff)  # (N, F)
             np.matmul(a.dresid.T, a.gelu[l], out=g[pre + "ffn_down.weight"])  # (C, F)
             K.bias_backward(g[pre + "ffn_down.bias"], a.dresid)
-            K.gelu_backward(a.dup, a.dff, a.up[l])
+            K.gelu_bias_backward(a.dup, g[pre + "ffn_up.bias"], a.dff, a.up[l])
             np.matmul(a.dup, p[pre + "ffn_up.weight"], out=a.dln)  # (N, C)
             np.matmul(a.dup.T, a.ln2[l], out=g[pre + "ffn_up.weight"])  # (F, C)
-            K.bias_backward(g[pre + "ffn_up.bias"], a.dup)
-            K.layernorm_backward(a.dtmp, g[pre + "ffn_norm.weight"], g[pre + "ffn_norm.bias"], a.dln,
-                                 a.resid_mid[l], p[pre + "ffn_norm.weight"], a.ln2_mean[l], a.ln2_rstd[l])
-            K.residual_backward(a.dresid, a.dtmp)  # now d resid_mid
+            K.layernorm_backward_add(a.dresid, g[pre + "ffn_norm.weight"], g[pre + "ffn_norm.bias"],
+                                     a.dln, a.resid_mid[l], p[pre + "ffn_norm.weight"],
+                                     a.ln2_mean[l], a.ln2_rstd[l])  # now d resid_mid
             # attention: mid = resid[l] + att Wo^T + bo
             np.matmul(a.dresid, p[pre + "attn_output.weight"], out=a.datt)  # (N, C)
             np.matmul(a.dresid.T, a.att[l], out=g[pre + "attn_output.weight"])
@@ -280,9 +277,9 @@ class Model:
             np.matmul(a.dqkv, pf["qkv.weight"], out=a.dln)  # (N, C)
             np.matmul(a.dqkv.T, a.ln1[l], out=gf["qkv.weight"])  # (3C, C)
             K.bias_backward(gf["qkv.bias"], a.dqkv)
-            K.layernorm_backward(a.dtmp, g[pre + "attn_norm.weight"], g[pre + "attn_norm.bias"], a.dln,
-                                 a.resid[l], p[pre + "attn_norm.weight"], a.ln1_mean[l], a.ln1_rstd[l])
-            K.residual_backward(a.dresid, a.dtmp)  # now d resid[l]
+            K.layernorm_backward_add(a.dresid, g[pre + "attn_norm.weight"], g[pre + "attn_norm.bias"],
+                                     a.dln, a.resid[l], p[pre + "attn_norm.weight"],
+                                     a.ln1_mean[l], a.ln1_rstd[l])  # now d resid[l]
         K.embedding_backward(dwte, a.dresid, tokens.reshape(N))
         return loss
 
@@ -292,13 +289,14 @@ class Model:
 
 
 def _act_bytes(cfg, B, T, dtype):
+    """Bytes of every array of Activations(cfg, B, T, dtype, with_grad=True)."""
     C, F, L, NH, V = cfg.d_model, cfg.d_ff, cfg.n_layer, cfg.n_head, cfg.vocab_size
     N = B * T
     it = np.dtype(dtype).itemsize
     rows = max(1, min(N, HEAD_CHUNK_BYTES // (V * it)))
     per_layer = N * (C + 3 * C + C + C + C + 2 * F) + 4 * N + B * NH * T
-    saved = (L + 1) * N * C + L * per_layer + N * C + 3 * N + rows * V
-    scratch = N * (4 * C + 3 * C + 2 * F) + (V * C if rows < N else 0)
+    saved = (L + 1) * N * C + L * per_layer + N * C + 3 * N + rows * V + T * cfg.head_dim  # + cos, sin
+    scratch = N * (3 * C + 3 * C + 2 * F) + (V * C if rows < N else 0)  # dresid dln datt, dqkv, dff dup
     return (saved + scratch) * it
 
 

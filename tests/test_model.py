@@ -116,6 +116,21 @@ def test_head_chunking_matches_unchunked(rng, monkeypatch):
     assert rel_err(m.grads, ref_model.grads) < 1e-12
 
 
+@pytest.mark.parametrize("chunk_rows", [None, 7])
+def test_activation_bytes_is_what_is_allocated(monkeypatch, chunk_rows):
+    """activation_bytes counts exactly the arrays of the training Activations
+    (with and without the LM-head chunk buffer)."""
+    import codette_np.model as mm
+    for cfg in (TINY, ModelConfig.preset("nano")):
+        for dtype in (np.float32, np.float64):
+            if chunk_rows:
+                monkeypatch.setattr(mm, "HEAD_CHUNK_BYTES", chunk_rows * cfg.vocab_size * np.dtype(dtype).itemsize)
+            a = mm.Activations(cfg, 3, 11, dtype, with_grad=True)
+            assert (a.dwte_chunk is not None) == bool(chunk_rows)
+            allocated = sum(v.nbytes for v in vars(a).values() if isinstance(v, np.ndarray))
+            assert Model(cfg, dtype=dtype, init=False).activation_bytes(3, 11) == allocated
+
+
 def test_nano_memorizes_a_batch(rng):
     cfg = ModelConfig.preset("nano")
     model = Model(cfg, seed=0)
