@@ -37,9 +37,10 @@ test-asan: install-test
 		$(VPY) -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_optim.py
 	$(VPY) -m pip install -q --no-build-isolation --no-deps -e .
 
-# bench: kernel and training-step benchmarks, side by side per backend (BLAS pinned as the notes say)
+# bench: kernel and training-step benchmarks side by side per backend, with the GEMM floor and PyTorch fp32 (a benchmark-only tool) for the step; OPENBLAS_CORETYPE/L2_SIZE unset for this command only
 bench: install-test
-	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(VPY) -m pytest benchmarks -q --benchmark-only \
+	$(VPY) -m pip install -q torch==2.13.0 || echo "PyTorch 2.13.0 could not be installed: the torch rows are skipped"
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(VPY) -m pytest benchmarks -q \
 		--benchmark-columns=median,iqr,rounds --benchmark-sort=name --benchmark-max-time=0.5
 
 # clean: remove build products, caches and the virtual environment

@@ -10,6 +10,8 @@ import os
 
 import pytest
 
+import codette_np  # noqa: F401  (first, so its thread-pool defaults apply before numpy loads)
+
 RESULTS = []  # (group, name, backend, median seconds, work, unit)
 
 
@@ -27,6 +29,17 @@ def record(benchmark):
         RESULTS.append((group, name, backend, benchmark.stats.stats.median, work, unit))
 
     return run
+
+
+@pytest.fixture
+def record_external():
+    """record_external(group, name, backend, median_s, work, unit): keep a median timed elsewhere
+    (another process of this run), for the same table."""
+
+    def add(group, name, backend, median_s, work, unit):
+        RESULTS.append((group, name, backend, median_s, work, unit))
+
+    return add
 
 
 def _fmt_rate(work, unit, sec):
@@ -54,12 +67,15 @@ def pytest_terminal_summary(terminalreporter):
     tr.write_line(f"BLAS: {blas}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}; "
                   f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     base = {(g, n): s for g, n, b, s, _, _ in RESULTS if b == "numpy"}
+    torch = {(g, n): s for g, n, b, s, _, _ in RESULTS if b == "torch"}
+    order = ("gemm-floor", "torch", "numpy", "numba", "c")
     cur = None
-    for g, n, b, s, work, unit in sorted(RESULTS, key=lambda r: (r[0], r[1], ("numpy", "numba", "c", "torch").index(r[2]) if r[2] in ("numpy", "numba", "c", "torch") else 9)):
+    for g, n, b, s, work, unit in sorted(RESULTS, key=lambda r: (r[0], r[1], order.index(r[2]) if r[2] in order else 9)):
         if g != cur:
             cur = g
             tr.write_line("")
-            tr.write_line(f"{g:<12} {'kernel':<32} {'backend':<8} {'ms':>10} {'rate':>16} {'vs numpy':>9}")
+            tr.write_line(f"{g:<12} {'kernel':<32} {'backend':<10} {'ms':>10} {'rate':>16} {'vs numpy':>9} {'vs torch':>9}")
         sp = base.get((g, n))
-        tr.write_line(f"{'':<12} {n:<32} {b:<8} {s * 1e3:10.3f} {_fmt_rate(work, unit, s):>16} "
-                      f"{(sp / s if sp else float('nan')):8.2f}x")
+        tr.write_line(f"{'':<12} {n:<32} {b:<10} {s * 1e3:10.3f} {_fmt_rate(work, unit, s):>16} "
+                      f"{(sp / s if sp else float('nan')):8.2f}x"
+                      + (f" {torch[(g, n)] / s:8.2f}x" if (g, n) in torch else ""))

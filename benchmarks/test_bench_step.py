@@ -1,5 +1,19 @@
 """One whole training step (forward + backward + clip + AdamW) per backend,
-at the `micro` and `mini` presets with batch 8 x 256 tokens."""
+at the `micro` and `mini` presets with batch 8 x 256 tokens.
+
+Two more rows put the rates in context, measured in the same run:
+- `gemm-floor`: the same step with every kernel replaced by a no-op, so
+  only its matrix products (numpy's BLAS, shared by every backend) and the
+  Python around them run. No backend's step can be faster than this.
+- `torch`: the same model and step in PyTorch fp32 eager (torch_step.py, in
+  its own process), when PyTorch is installed (`make bench` installs it).
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,16 +23,22 @@ from codette_np import backend as be
 
 BACKENDS = [n for n, why in be.available().items() if why is None]
 B, T = 8, 256
+SIZES = ["micro", "mini"]
+ROUNDS = {"micro": 5, "mini": 3}
+
+
+def _batch(cfg):
+    data = np.random.default_rng(0).integers(0, cfg.vocab_size, (B, T + 1)).astype(np.int32)
+    return data[:, :-1], data[:, 1:]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("size", ["micro", "mini"])
+@pytest.mark.parametrize("size", SIZES)
 def test_train_step(record, size, backend):
     cfg = ModelConfig.preset(size)
     model = Model(cfg, seed=0, backend=backend)
     opt = AdamW(model, lr=1e-4)
-    data = np.random.default_rng(0).integers(0, cfg.vocab_size, (B, T + 1)).astype(np.int32)
-    x, y = data[:, :-1], data[:, 1:]
+    x, y = _batch(cfg)
 
     def step():
         model.forward_backward(x, y)
@@ -26,5 +46,33 @@ def test_train_step(record, size, backend):
 
     loss0 = model.forward_backward(x, y)  # check: a sane loss before timing
     assert abs(loss0 - np.log(cfg.vocab_size)) < 0.5
-    record(f"step:{size}", f"train step B{B} T{T}", backend, step, B * T, "tokens",
-           rounds=3 if size == "mini" else 5)
+    record(f"step:{size}", f"train step B{B} T{T}", backend, step, B * T, "tokens", rounds=ROUNDS[size])
+
+
+class _NoKernels:
+    """Every kernel of the dispatch table as a no-op (the crossentropy losses stay 0)."""
+
+    def __getattr__(self, name):
+        if name not in be.KERNELS:
+            raise AttributeError(name)
+        return lambda *args: 0.0
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_gemm_floor(record, size):
+    cfg = ModelConfig.preset(size)
+    model = Model(cfg, seed=0, backend="numpy")
+    model.kernels = _NoKernels()
+    x, y = _batch(cfg)
+    record(f"step:{size}", f"train step B{B} T{T}", "gemm-floor", lambda: model.forward_backward(x, y),
+           B * T, "tokens", rounds=ROUNDS[size])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed")
+@pytest.mark.parametrize("size", SIZES)
+def test_torch_step(record_external, size):
+    script = os.path.join(os.path.dirname(__file__), "torch_step.py")
+    out = subprocess.run([sys.executable, script, "--size", size, "--batch-size", str(B), "--seq-len", str(T),
+                          "--rounds", str(ROUNDS[size])], capture_output=True, text=True, check=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    record_external(f"step:{size}", f"train step B{B} T{T}", f"torch", res["median_s"], B * T, "tokens")
