@@ -192,22 +192,41 @@ static inline void gelu_grad_colsum_row(float *dx, float *p, const float *dy, co
 static int colsum_blocks(float *dbias, float *dinp, const float *dout, const float *pre,
                          int64_t N, int64_t O) {
     int64_t nblk = N < BIAS_BLOCKS ? N : BIAS_BLOCKS;
-    float *part = (float *)malloc(sizeof(float) * (size_t)((nblk > 0 ? nblk : 1) * O));  /* (nblk, O) */
-    if (part == NULL) return -1;
-    #pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < nblk; b++) {
-        float *p = part + b * O;  /* (O,) */
-        for (int64_t c = 0; c < O; c++) p[c] = 0.0f;
-        for (int64_t n = b * N / nblk; n < (b + 1) * N / nblk; n++) {
-            if (pre == NULL) colsum_add_row(p, dout + n * O, O);
-            else gelu_grad_colsum_row(dinp + n * O, p, dout + n * O, pre + n * O, O);
-        }
+    if (nblk == 0) {  /* no rows: the sums are zero */
+        for (int64_t c = 0; c < O; c++) dbias[c] = 0.0f;
+        return 0;
     }
-    #pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < O; c++) {
-        float s = 0.0f;
-        for (int64_t b = 0; b < nblk; b++) s += part[b * O + c];
-        dbias[c] = s;
+    float *part = (float *)malloc(sizeof(float) * (size_t)(nblk * O));  /* (nblk, O) */
+    if (part == NULL) return -1;
+    /* one parallel region, two static loops (the implicit barrier between
+     * them orders the block sums before the column pass) */
+    #pragma omp parallel
+    {
+        #pragma omp for schedule(static)
+        for (int64_t b = 0; b < nblk; b++) {
+            float *p = part + b * O;  /* (O,) */
+            for (int64_t c = 0; c < O; c++) p[c] = 0.0f;
+            for (int64_t n = b * N / nblk; n < (b + 1) * N / nblk; n++) {
+                if (pre == NULL) colsum_add_row(p, dout + n * O, O);
+                else gelu_grad_colsum_row(dinp + n * O, p, dout + n * O, pre + n * O, O);
+            }
+        }
+        /* column c = block sums added in block order, VF columns at a time */
+        int64_t nvec = O / VF;
+        #pragma omp for schedule(static)
+        for (int64_t cv = 0; cv <= nvec; cv++) {
+            if (cv < nvec) {
+                vf_t s = vf_load(part + cv * VF);
+                for (int64_t b = 1; b < nblk; b++) s = vf_add(s, vf_load(part + b * O + cv * VF));
+                vf_store(dbias + cv * VF, s);
+            } else {  /* scalar tail */
+                for (int64_t c = nvec * VF; c < O; c++) {
+                    float s = part[c];
+                    for (int64_t b = 1; b < nblk; b++) s += part[b * O + c];
+                    dbias[c] = s;
+                }
+            }
+        }
     }
     free(part);
     return 0;
