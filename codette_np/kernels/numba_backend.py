@@ -911,30 +911,27 @@ def layernorm_forward(out, mean, rstd, inp, weight, bias, eps):
     _layernorm_forward(out, mean, rstd, inp, weight, bias, float(eps))
 
 
-def layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd):
-    """dinp (N, C), dweight (C,), dbias (C,) <- dout (N, C), saved inp/mean/rstd."""
+def _layernorm_backward_checked(dinp_name, dinp, dweight, dbias, dout, inp, weight, mean, rstd, add):
+    """The argument checks shared by layernorm_backward and layernorm_backward_add."""
     _f32("inp", inp, 2)
     N, C = inp.shape
-    for nm, a, shp, o in (("dinp", dinp, (N, C), True), ("dweight", dweight, (C,), True),
+    for nm, a, shp, o in ((dinp_name, dinp, (N, C), True), ("dweight", dweight, (C,), True),
                           ("dbias", dbias, (C,), True), ("dout", dout, (N, C), False),
                           ("weight", weight, (C,), False), ("mean", mean, (N,), False),
                           ("rstd", rstd, (N,), False)):
         _f32(nm, a, out=o)
         _same(nm, a, shp)
-    _layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, False)
+    _layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, add)
+
+
+def layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd):
+    """dinp (N, C), dweight (C,), dbias (C,) <- dout (N, C), saved inp/mean/rstd."""
+    _layernorm_backward_checked("dinp", dinp, dweight, dbias, dout, inp, weight, mean, rstd, False)
 
 
 def layernorm_backward_add(dresid, dweight, dbias, dout, inp, weight, mean, rstd):
     """dresid (N, C) += dinp; dweight (C,), dbias (C,) written; as layernorm_backward."""
-    _f32("inp", inp, 2)
-    N, C = inp.shape
-    for nm, a, shp, o in (("dresid", dresid, (N, C), True), ("dweight", dweight, (C,), True),
-                          ("dbias", dbias, (C,), True), ("dout", dout, (N, C), False),
-                          ("weight", weight, (C,), False), ("mean", mean, (N,), False),
-                          ("rstd", rstd, (N,), False)):
-        _f32(nm, a, out=o)
-        _same(nm, a, shp)
-    _layernorm_backward(dresid, dweight, dbias, dout, inp, weight, mean, rstd, True)
+    _layernorm_backward_checked("dresid", dresid, dweight, dbias, dout, inp, weight, mean, rstd, True)
 
 
 def bias_forward(out, bias):
