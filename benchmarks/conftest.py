@@ -10,7 +10,11 @@ import os
 
 import pytest
 
-import codette_np  # noqa: F401  (first, so its thread-pool defaults apply before numpy loads)
+# The environment as the user gave it, before codette_np adds its thread-pool
+# defaults: what other programs (the PyTorch step) are started with.
+USER_ENV = dict(os.environ)
+
+import codette_np  # noqa: E402,F401  (first, so its thread-pool defaults apply before numpy loads)
 
 RESULTS = []  # (group, name, backend, median seconds, work, unit)
 
@@ -68,7 +72,7 @@ def pytest_terminal_summary(terminalreporter):
                   f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     base = {(g, n): s for g, n, b, s, _, _ in RESULTS if b == "numpy"}
     torch = {(g, n): s for g, n, b, s, _, _ in RESULTS if b == "torch"}
-    order = ("gemm-floor", "torch", "numpy", "numba", "c")
+    order = ("matmul-floor", "torch", "numpy", "numba", "c")
     cur = None
     for g, n, b, s, work, unit in sorted(RESULTS, key=lambda r: (r[0], r[1], order.index(r[2]) if r[2] in order else 9)):
         if g != cur:

@@ -2,11 +2,14 @@
 at the `micro` and `mini` presets with batch 8 x 256 tokens.
 
 Two more rows put the rates in context, measured in the same run:
-- `gemm-floor`: the same step with every kernel replaced by a no-op, so
-  only its matrix products (numpy's BLAS, shared by every backend) and the
-  Python around them run. No backend's step can be faster than this.
+- `matmul-floor`: `forward_backward` with every kernel replaced by a no-op,
+  so only the model's numpy matrix products (the linear layers and the LM
+  head, which every backend shares) and the Python around them run. Every
+  backend's step does all of this and more (attention's own products, the
+  other kernels, AdamW), so none can be faster.
 - `torch`: the same model and step in PyTorch fp32 eager (torch_step.py, in
-  its own process), when PyTorch is installed (`make bench` installs it).
+  its own process, with the user's environment, not codette_np's thread
+  defaults), when PyTorch is installed (`make bench` installs it).
 """
 
 import importlib.util
@@ -17,6 +20,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from conftest import USER_ENV
 
 from codette_np import AdamW, Model, ModelConfig
 from codette_np import backend as be
@@ -59,12 +64,12 @@ class _NoKernels:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_gemm_floor(record, size):
+def test_matmul_floor(record, size):
     cfg = ModelConfig.preset(size)
     model = Model(cfg, seed=0, backend="numpy")
     model.kernels = _NoKernels()
     x, y = _batch(cfg)
-    record(f"step:{size}", f"train step B{B} T{T}", "gemm-floor", lambda: model.forward_backward(x, y),
+    record(f"step:{size}", f"train step B{B} T{T}", "matmul-floor", lambda: model.forward_backward(x, y),
            B * T, "tokens", rounds=ROUNDS[size])
 
 
@@ -73,6 +78,8 @@ def test_gemm_floor(record, size):
 def test_torch_step(record_external, size):
     script = os.path.join(os.path.dirname(__file__), "torch_step.py")
     out = subprocess.run([sys.executable, script, "--size", size, "--batch-size", str(B), "--seq-len", str(T),
-                          "--rounds", str(ROUNDS[size])], capture_output=True, text=True, check=True)
+                          "--rounds", str(ROUNDS[size])], capture_output=True, text=True, env=USER_ENV,
+                         timeout=1800)
+    assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    record_external(f"step:{size}", f"train step B{B} T{T}", f"torch", res["median_s"], B * T, "tokens")
+    record_external(f"step:{size}", f"train step B{B} T{T}", "torch", res["median_s"], B * T, "tokens")

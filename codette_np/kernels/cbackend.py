@@ -275,7 +275,7 @@ def bias_gelu_forward(out, pre, bias):
     F = bias.shape[0] if bias.ndim == 1 else -1
     if F < 0 or pre.ndim < 1 or pre.shape[-1] != F:
         raise ValueError(f"bias_gelu_forward: pre {pre.shape} must end in bias's length, bias {bias.shape}")
-    args = (_arg("out", out, pre.shape, out=True), _arg("pre", pre, None, out=True), _ptr(bias))
+    args = (_arg("out", out, pre.shape, out=True), _ptr(pre), _ptr(bias))  # pre, bias checked above
     _no_overlap("out", out, "pre", pre, allow_same=False)  # pre keeps the pre-activation
     _no_overlap("out", out, "bias", bias, allow_same=False)
     _no_overlap("pre", pre, "bias", bias, allow_same=False)
