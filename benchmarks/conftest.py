@@ -10,11 +10,7 @@ import os
 
 import pytest
 
-# The environment as the user gave it, before codette_np adds its thread-pool
-# defaults: what other programs (the PyTorch step) are started with.
-USER_ENV = dict(os.environ)
-
-import codette_np  # noqa: E402,F401  (first, so its thread-pool defaults apply before numpy loads)
+import codette_np  # noqa: F401  (first, so its thread-pool defaults apply before numpy loads)
 
 RESULTS = []  # (group, name, backend, median seconds, work, unit)
 

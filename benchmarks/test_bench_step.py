@@ -8,8 +8,8 @@ Two more rows put the rates in context, measured in the same run:
   backend's step does all of this and more (attention's own products, the
   other kernels, AdamW), so none can be faster.
 - `torch`: the same model and step in PyTorch fp32 eager (torch_step.py, in
-  its own process, with the user's environment, not codette_np's thread
-  defaults), when PyTorch is installed (`make bench` installs it).
+  its own process, with the same thread defaults), when PyTorch is
+  installed (`make bench` installs it).
 """
 
 import importlib.util
@@ -20,8 +20,6 @@ import sys
 
 import numpy as np
 import pytest
-
-from conftest import USER_ENV
 
 from codette_np import AdamW, Model, ModelConfig
 from codette_np import backend as be
@@ -78,8 +76,7 @@ def test_matmul_floor(record, size):
 def test_torch_step(record_external, size):
     script = os.path.join(os.path.dirname(__file__), "torch_step.py")
     out = subprocess.run([sys.executable, script, "--size", size, "--batch-size", str(B), "--seq-len", str(T),
-                          "--rounds", str(ROUNDS[size])], capture_output=True, text=True, env=USER_ENV,
-                         timeout=1800)
+                          "--rounds", str(ROUNDS[size])], capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     record_external(f"step:{size}", f"train step B{B} T{T}", "torch", res["median_s"], B * T, "tokens")
