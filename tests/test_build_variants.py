@@ -11,13 +11,12 @@ the C cases are the ones that exercise this build).
 
 import os
 import platform
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from test_fallback_install import BUILD_PRODUCTS, REPO, _can_build_without_isolation
+from test_fallback_install import REPO, install_copy
 
 # The child drops the editable install's finder (it would resolve codette_np to the
 # repository instead of the installed copy), then runs the kernel test files.
@@ -39,19 +38,7 @@ sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "-k", "not test_c_thread_c
 
 @pytest.mark.slow
 def test_portable_build_without_openmp_passes_the_kernel_tests(tmp_path):
-    src, site = tmp_path / "src", tmp_path / "site"
-    src.mkdir()
-    for name in ("pyproject.toml", "setup.py", "README.md"):
-        shutil.copy2(REPO / name, src / name)
-    shutil.copytree(REPO / "csrc", src / "csrc", ignore=BUILD_PRODUCTS)
-    shutil.copytree(REPO / "codette_np", src / "codette_np", ignore=BUILD_PRODUCTS)
-    cmd = [sys.executable, "-m", "pip", "install", "-v", "--no-deps", "--target", str(site), str(src)]
-    if _can_build_without_isolation():
-        cmd.insert(4, "--no-build-isolation")
-    env = dict(os.environ, CODETTE_PORTABLE="1", CODETTE_NO_OPENMP="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
-    log = r.stdout + r.stderr
-    assert r.returncode == 0, f"pip install failed:\n{log[-5000:]}"
+    site, log = install_copy(tmp_path, CODETTE_PORTABLE="1", CODETTE_NO_OPENMP="1")
     assert "building the C kernels without OpenMP" in log, log[-3000:]
     assert list(site.rglob("_ckernels*")), "no C extension was built"
 

@@ -85,10 +85,9 @@ def _can_build_without_isolation() -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """<tmp>/site: the package pip-installed from a copy of the source with CC=false."""
-    tmp = tmp_path_factory.mktemp("fallback")
+def install_copy(tmp, **env_extra):
+    """pip-install a copy of the source (without build products) into <tmp>/site,
+    with env_extra added to the environment; returns (site, pip's log)."""
     src, site = tmp / "src", tmp / "site"
     src.mkdir()
     for name in ("pyproject.toml", "setup.py", "README.md"):
@@ -101,10 +100,17 @@ def installed(tmp_path_factory):
     if _can_build_without_isolation():
         cmd.insert(4, "--no-build-isolation")
     # else pip builds in an isolated environment, fetching setuptools/cffi/wheel from its index
-    env = dict(os.environ, CC="false", CXX="false", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", **env_extra)
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=env, timeout=900)
     log = r.stdout + r.stderr
     assert r.returncode == 0, f"pip install failed:\n{log[-5000:]}"
+    return site, log
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """<tmp>/site: the package pip-installed from a copy of the source with CC=false."""
+    site, log = install_copy(tmp_path_factory.mktemp("fallback"), CC="false", CXX="false")
     assert SETUP_WARNING in log, f"setup.py did not report the failed C build:\n{log[-5000:]}"
     warning_line = next(line for line in log.splitlines() if SETUP_WARNING in line)
     assert re.search(r"\bfalse\b", warning_line), f"the build did not run the compiler CC=false: {warning_line}"
