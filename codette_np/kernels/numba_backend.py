@@ -95,6 +95,25 @@ def _row_sum(x):
 
 
 @_jit()
+def _row_dot(x, y):
+    """sum of x * y over x, y (n,) (float32 products), in float64, four partial sums as _row_sum."""
+    n = x.shape[0]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    n4 = n - n % 4
+    for c in range(0, n4, 4):
+        s0 += x[c] * y[c]
+        s1 += x[c + 1] * y[c + 1]
+        s2 += x[c + 2] * y[c + 2]
+        s3 += x[c + 3] * y[c + 3]
+    for c in range(n4, n):
+        s0 += x[c] * y[c]
+    return (s0 + s1) + (s2 + s3)
+
+
+@_jit()
 def _row_sumsq_centered(x, mean):
     """sum of (x - mean)^2 over x (n,), float64, four partial sums."""
     n = x.shape[0]
@@ -282,30 +301,8 @@ def _layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, add
                 g[c] = d * weight[c]
                 pb[c] += d
                 pw[c] += d * xh[c]
-            # the row means of g and of g * xhat (float64, four partial sums each)
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            t0 = 0.0
-            t1 = 0.0
-            t2 = 0.0
-            t3 = 0.0
-            C4 = C - C % 4
-            for c in range(0, C4, 4):
-                s0 += g[c]
-                s1 += g[c + 1]
-                s2 += g[c + 2]
-                s3 += g[c + 3]
-                t0 += g[c] * xh[c]
-                t1 += g[c + 1] * xh[c + 1]
-                t2 += g[c + 2] * xh[c + 2]
-                t3 += g[c + 3] * xh[c + 3]
-            for c in range(C4, C):
-                s0 += g[c]
-                t0 += g[c] * xh[c]
-            gm = _F32(((s0 + s1) + (s2 + s3)) / C)
-            gxm = _F32(((t0 + t1) + (t2 + t3)) / C)
+            gm = _F32(_row_sum(g) / C)  # the row means of g and of g * xhat
+            gxm = _F32(_row_dot(g, xh) / C)
             di = dinp[n]
             if add:
                 for c in range(C):
