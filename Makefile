@@ -14,11 +14,13 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h csrc/*.
 	$(VPY) -c "import codette_np.backend as b; print('codette_np kernels:', b.available())"
 	touch $@
 
-# install-test: install also the test tools (pytest, hypothesis, llama-cpp-python, which builds llama.cpp)
+# install-test: install also the test tools (pytest, hypothesis) and the llama.cpp client
+# (llama-cpp-python built with portable flags, never AMX: see tests/install_llama_cpp.py)
 install-test: $(VENV)/.installed-test
 
-$(VENV)/.installed-test: $(VENV)/.installed
+$(VENV)/.installed-test: $(VENV)/.installed tests/install_llama_cpp.py
 	$(VPY) -m pip install -q -e ".[test]"
+	$(VPY) tests/install_llama_cpp.py
 	touch $@
 
 # train: generate the built-in data, train a tokenizer and the micro model (850 steps of 8 x 256 tokens), evaluate, export GGUF

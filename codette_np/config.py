@@ -90,8 +90,9 @@ PRESET_LABELS = {
 }
 
 PRESETS = {
-    # For tests: ~0.1M params.
-    "nano": dict(vocab_size=256, d_model=64, n_layer=2, n_head=4, context_length=128),
+    # For tests: ~0.14M params; vocab 512, the smallest power of two above what the
+    # tokenizer needs (3 special ids, 5 chat markers, newline, 256 byte pieces).
+    "nano": dict(vocab_size=512, d_model=64, n_layer=2, n_head=4, context_length=128),
     # Trains in minutes on a laptop: ~5.8M params.
     "micro": dict(vocab_size=4096, d_model=256, n_layer=6, n_head=4, context_length=512),
     # ~34M params (the d512 L8 shape of the performance notes).

@@ -57,6 +57,14 @@ class TokenizerError(ValueError):
     """Bad tokenizer input, training failure, or an unreadable model."""
 
 
+class VocabTooLarge(TokenizerError):
+    """The corpus supports fewer pieces than requested; `supported` says how many."""
+
+    def __init__(self, msg: str, supported: int):
+        super().__init__(msg)
+        self.supported = supported
+
+
 def trainer_settings(vocab_size: int, add_dummy_prefix: bool = False) -> dict:
     """The SentencePiece trainer options (all of them, for the cache key)."""
     return dict(
@@ -108,9 +116,9 @@ def train(corpus, vocab_size: int, add_dummy_prefix: bool = False) -> "Tokenizer
         msg = str(e)
         m = re.search(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)", msg)
         if m:
-            raise TokenizerError(
+            raise VocabTooLarge(
                 f"corpus too small for vocab_size={vocab_size}: it supports at most {m.group(2)} pieces; "
-                f"use a smaller vocab size or more text") from None
+                f"use a smaller vocab size or more text", int(m.group(2))) from None
         raise TokenizerError(f"SentencePiece training failed: {msg}") from None
     return Tokenizer(buf.getvalue())
 

@@ -173,7 +173,7 @@ def run(args) -> int:
     from codette_np import data as D
     from codette_np import evaluate as E
     from codette_np.batches import batch_at, pack_rows
-    from codette_np.tokenizer import Tokenizer, train_or_load
+    from codette_np.tokenizer import Tokenizer, VocabTooLarge, train_or_load
 
     out = Path(args.out or f"runs/{args.size}")
     out.mkdir(parents=True, exist_ok=True)
@@ -228,7 +228,17 @@ def run(args) -> int:
     if state is not None:
         tok = Tokenizer.from_proto(state["blobs"]["tokenizer"].tobytes())
     else:
-        tok = train_or_load([e["text"] for e in train_ex], planned.vocab_size, out / "tokenizer")
+        corpus = [e["text"] for e in train_ex]
+        try:
+            tok = train_or_load(corpus, planned.vocab_size, out / "tokenizer")
+        except VocabTooLarge as e:
+            if args.vocab_size is not None:
+                raise  # the user asked for this size: say what the corpus supports
+            # the preset's default is more than this corpus can fill: use what it supports
+            log.say(f"tokenizer: the training text supports at most {e.supported} pieces, fewer than "
+                    f"the {args.size} preset's {planned.vocab_size}; using {e.supported} "
+                    f"(add text with --data for a larger vocabulary)")
+            tok = train_or_load(corpus, e.supported, out / "tokenizer")
     log.say(f"tokenizer: SentencePiece BPE, {tok.vocab_size} pieces")
 
     cfg = planned.replace(vocab_size=tok.vocab_size)

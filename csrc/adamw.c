@@ -37,13 +37,14 @@ void adamw_step(float *params, float *m, float *v,
  * summed over NLANE independent double lanes (x[i] goes to lane i % NLANE,
  * so the compiler can vectorize without reassociating), the lanes added in
  * order, then the chunk sums added in order: the result is the same for any
- * thread count. */
-double grad_norm_sq(const float *x, int64_t n) {
+ * thread count. Writes *out; returns 0, or -1 when malloc failed. */
+int grad_norm_sq(const float *x, int64_t n, double *out) {
     enum { CHUNK = 1 << 14, NLANE = 16 };
     int64_t nchunks = (n + CHUNK - 1) / CHUNK;
-    if (nchunks == 0) return 0.0;
+    *out = 0.0;
+    if (nchunks == 0) return 0;
     double *part = (double *)malloc(sizeof(double) * (size_t)nchunks);  /* (nchunks,) */
-    if (part == NULL) return NAN;
+    if (part == NULL) return -1;
     #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < nchunks; c++) {
         int64_t lo = c * CHUNK, hi = lo + CHUNK < n ? lo + CHUNK : n;
@@ -59,7 +60,8 @@ double grad_norm_sq(const float *x, int64_t n) {
     double total = 0.0;
     for (int64_t c = 0; c < nchunks; c++) total += part[c];
     free(part);
-    return total;
+    *out = total;
+    return 0;
 }
 
 int codette_num_threads(void) {

@@ -21,8 +21,8 @@ void adamw_step(float *params, float *m, float *v,
                 const float *grads, const uint8_t *decay_mask,
                 float lr, float beta1, float beta2, float eps, float weight_decay,
                 int64_t step, float grad_scale, int64_t P);
-/* sum of squares of x (n,), accumulated in double */
-double grad_norm_sq(const float *x, int64_t n);
+/* *out = sum of squares of x (n,), accumulated in double; returns 0, or -1 when malloc failed */
+int grad_norm_sq(const float *x, int64_t n, double *out);
 
 /* ---- element-wise and row kernels (embedding.c, layernorm.c, ops.c, crossentropy.c) ---- */
 

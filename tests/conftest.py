@@ -1,5 +1,20 @@
+import os
+
 import numpy as np
 import pytest
+
+
+def need_backend(name):
+    """The kernel backend `name`; skips the test when it is not available, fails it when CI is set
+    (CI has a compiler and Numba, so every backend must be there)."""
+    from codette_np import backend as be
+
+    why = be.available()[name]
+    if why is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI requires the {name} backend: {why}")
+        pytest.skip(why)
+    return be.get(name)
 
 
 @pytest.fixture
@@ -15,8 +30,6 @@ def rel_err(a, b):
 
 
 # Property tests: random in development, derandomized (reproducible) under CI.
-import os  # noqa: E402
-
 from hypothesis import settings  # noqa: E402
 
 settings.register_profile("ci", derandomize=True, deadline=None)

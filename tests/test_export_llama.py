@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import llama_ops
 import pytest
 from conftest import rel_err
 
@@ -35,43 +37,13 @@ VOCAB, STEPS, B, T, LR = 512, 400, 8, 128, 5e-3
 N_PROMPT, N_GREEDY = 64, 32
 
 
-def need_llama_cpp():
-    """The llama_cpp module; skips the test without it, fails it when CI is set."""
-    try:
-        import llama_cpp
-    except ImportError as e:
-        msg = f"llama_cpp is not importable ({e}); install it with pip install llama-cpp-python==0.3.36"
-        if os.environ.get("CI"):
-            pytest.fail(msg + " (required when CI is set)")
-        pytest.skip(msg)
-    return llama_cpp
+need_llama_cpp = llama_ops.require
 
 
-def open_llama(path, **kw):
-    """A llama.cpp context with float32 KV cache and logits for every position."""
-    llama_cpp = need_llama_cpp()
-    args = dict(n_ctx=256, n_batch=256, logits_all=True, verbose=False, flash_attn=False,
-                type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)
-    args.update(kw)
-    return llama_cpp.Llama(model_path=str(path), **args)
-
-
-def llama_logits(llm, ids):
-    """(len(ids), V) logits of llama.cpp for ids from an empty context."""
-    llm.reset()
-    llm.eval(ids)
-    return np.array(llm.scores[:llm.n_tokens], dtype=np.float64)
-
-
-def llama_greedy(llm, ids, n):
-    llm.reset()
-    llm.eval(ids)
-    out = []
-    for _ in range(n):
-        t = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        out.append(t)
-        llm.eval([t])
-    return out
+def llama(op, *args, **kw):
+    """llama_ops.op(*args) in a child process (a native crash fails this test, naming the signal)."""
+    need_llama_cpp()
+    return llama_ops.run(op, *args, **kw)
 
 
 # --------------------------------------------------------------------------- the trained model
@@ -203,31 +175,28 @@ TOKENIZER_TEXTS = [
 
 
 def test_llama_cpp_tokenizes_like_codette(trained):
-    llama_cpp = need_llama_cpp()
     tok = trained.tok
-    llm = llama_cpp.Llama(model_path=str(trained.gguf["f32"]), vocab_only=True, verbose=False)
-    assert llm.n_vocab() == tok.vocab_size
-    assert (llm.token_bos(), llm.token_eos()) == (tok.bos_id, tok.eos_id)
-    for text in TOKENIZER_TEXTS + trained.texts[:40]:
+    texts = TOKENIZER_TEXTS + trained.texts[:40]
+    got = llama("vocab", trained.gguf["f32"], texts, chat.END)
+    assert got["n_vocab"] == tok.vocab_size
+    assert (got["bos"], got["eos"]) == (tok.bos_id, tok.eos_id)
+    for text, row in zip(texts, got["rows"]):
         want = [tok.bos_id] + tok.encode(text)
-        assert llm.tokenize(text.encode("utf-8"), add_bos=True, special=True) == want, text
+        assert row["special"] == want, text
         if chat.END not in text:  # <|end|> is CONTROL: llama.cpp matches it only with special=True
-            assert llm.tokenize(text.encode("utf-8"), add_bos=True, special=False) == want, text
-            assert llm.detokenize(want[1:]) == tok.decode(want[1:]).encode("utf-8"), text
+            assert row["plain"] == want, text
+            assert row["detok"] == tok.decode(want[1:]).encode("utf-8"), text
     # <|end|> is one (control) token for llama.cpp, and the end of generation
-    end = tok.marker_ids[chat.END]
-    assert llm.tokenize(chat.END.encode(), add_bos=False, special=True) == [end]
-    assert llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(llm.model), end)
+    assert got["end"] == [tok.marker_ids[chat.END]]
+    assert got["end_is_eog"]
 
 
 # --------------------------------------------------------------------------- (b, c, d) numerics
 
 def test_f32_logits_match_llama_cpp(trained):
-    llm = open_llama(trained.gguf["f32"])
     errs = []
-    for ids in trained.prompts:
+    for ids, got in zip(trained.prompts, llama("logits", trained.gguf["f32"], trained.prompts)):
         assert len(ids) == N_PROMPT and ids[0] == trained.tok.bos_id
-        got = llama_logits(llm, ids)
         want = trained.model.forward(np.array([ids], dtype=np.int32))[0]
         errs.append(rel_err(got, want))
     print(f"\nf32 logits vs llama.cpp: relative max error {max(errs):.2e} ({', '.join(f'{e:.1e}' for e in errs)})")
@@ -235,11 +204,9 @@ def test_f32_logits_match_llama_cpp(trained):
 
 
 def test_greedy_continuation_matches_llama_cpp(trained):
-    llm = open_llama(trained.gguf["f32"])
-    for ids in trained.chats:
+    for ids, theirs in zip(trained.chats, llama("greedy", trained.gguf["f32"], trained.chats, N_GREEDY)):
         assert len(ids) + N_GREEDY <= trained.cfg.context_length
         ours = generate(trained.model, ids, N_GREEDY, stop_ids=())
-        theirs = llama_greedy(llm, ids, N_GREEDY)
         assert len(ours) == N_GREEDY
         assert theirs == ours, (f"prompt of {len(ids)} tokens: first difference at "
                                 f"{next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)}: "
@@ -249,10 +216,8 @@ def test_greedy_continuation_matches_llama_cpp(trained):
 
 
 def test_q8_0_top1_agrees_with_the_engine(trained):
-    llm = open_llama(trained.gguf["q8_0"])
     agree = []
-    for ids in trained.prompts:
-        got = llama_logits(llm, ids)
+    for ids, got in zip(trained.prompts, llama("logits", trained.gguf["q8_0"], trained.prompts)):
         want = trained.model.forward(np.array([ids], dtype=np.int32))[0]
         agree.append(got.argmax(-1) == want.argmax(-1))
     rate = float(np.concatenate(agree).mean())
@@ -262,14 +227,13 @@ def test_q8_0_top1_agrees_with_the_engine(trained):
 
 @pytest.mark.parametrize("dtype", ["f16", "bf16", "q4_0"])
 def test_other_dtypes_load_and_generate(trained, dtype):
-    llm = open_llama(trained.gguf[dtype])
     ids = trained.prompts[0]
-    got = llama_logits(llm, ids)
+    (got,) = llama("logits", trained.gguf[dtype], [ids])
     want = trained.model.forward(np.array([ids], dtype=np.int32))[0]
     assert got.shape == want.shape and np.isfinite(got).all()
     agree = float((got.argmax(-1) == want.argmax(-1)).mean())
     print(f"\n{dtype}: relative max logits error {rel_err(got, want):.2e}, top-1 agreement {agree:.1%}")
-    new = llama_greedy(llm, trained.chats[0], 8)
+    (new,) = llama("greedy", trained.gguf[dtype], [trained.chats[0]], 8)
     assert len(new) == 8 and all(0 <= t < trained.cfg.vocab_size for t in new)
     assert agree >= 0.5  # a broken file (wrong layout, scales) agrees on next to nothing
 
@@ -402,7 +366,10 @@ def test_cli_printed_llama_command_runs(train_run):
     line = next(ln.strip() for ln in r.stdout.splitlines() if ln.strip().startswith("python3 -c "))
     cmd = sys.executable + line[len("python3"):]
     done = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
+    rc = done.returncode  # a signal: negative, or 128 + its number from the shell
+    sig = -rc if rc < 0 else rc - 128 if rc > 128 else None
+    assert sig is None, f"llama.cpp died with {signal.Signals(sig).name}: {done.stderr[-800:]}"
+    assert rc == 0, done.stderr
 
 
 def test_cli_default_output_name(train_run, tmp_path):

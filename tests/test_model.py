@@ -10,7 +10,7 @@ import pytest
 from codette_np import AdamW, Model, ModelConfig, PRESETS, lr_schedule
 from codette_np.config import PRESET_LABELS
 from codette_np.params import param_layout
-from conftest import rel_err
+from conftest import need_backend, rel_err
 
 GOLDEN = Path(__file__).parent / "golden" / "nano_losses.json"
 TINY = ModelConfig(vocab_size=37, d_model=12, n_layer=2, n_head=2, d_ff=20, context_length=16)
@@ -72,9 +72,7 @@ def test_nano_gradients_by_finite_differences(rng):
 
 @pytest.mark.parametrize("backend", ["numpy", "c"])
 def test_float32_matches_float64_oracle(rng, backend):
-    from codette_np import backend as be
-    if be.available()[backend] is not None:
-        pytest.fail(f"backend {backend} unavailable: {be.available()[backend]}")
+    need_backend(backend)
     cfg = ModelConfig.preset("nano")
     m32 = Model(cfg, seed=3, backend=backend)
     m64 = Model(cfg, seed=3, dtype=np.float64)
@@ -163,6 +161,7 @@ def golden_run(dtype=np.float32, backend=None, steps=10):
 @pytest.mark.parametrize("backend", ["numpy", "c"])
 def test_golden_losses(backend):
     """First 10 losses of the fixed-seed nano run, recorded by the float64 oracle."""
+    need_backend(backend)
     expect = json.loads(GOLDEN.read_text())["losses"]
     got = golden_run(backend=backend)
     for i, (g, e) in enumerate(zip(got, expect)):

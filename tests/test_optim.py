@@ -7,14 +7,8 @@ import pytest
 
 from codette_np import AdamW, Model, ModelConfig, backend, lr_schedule
 from codette_np.kernels import ref
+from conftest import need_backend as _need
 from conftest import rel_err
-
-
-def _need(name):
-    reason = backend.available()[name]
-    if reason is not None:
-        pytest.fail(reason)
-    return backend.get(name)
 
 
 def test_c_adamw_matches_numpy_over_10_steps(rng):
@@ -43,6 +37,7 @@ def test_decay_policy_matrices_only():
     """With zero gradients only weight decay moves parameters: exactly the matrices shrink."""
     cfg = ModelConfig.preset("nano")
     for be in ("numpy", "c"):
+        _need(be)
         m = Model(cfg, seed=0, backend=be)
         for name, p in m.named_parameters():
             if p.ndim == 1:

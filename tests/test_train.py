@@ -113,7 +113,7 @@ def test_bad_user_data_names_file_and_line(tmp_path):
     bad.write_text('{"text": "fine"}\n{"text": broken\n')
     r = train(tmp_path / "u", "--data", str(bad), "--max-steps", "1", check=False)
     assert r.returncode == 2
-    assert "bad.jsonl" in r.stderr and "2" in r.stderr and "Traceback" not in r.stderr
+    assert "bad.jsonl:2" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_resume_without_checkpoint_is_clear(tmp_path):

@@ -1,10 +1,11 @@
 """Numba backend: every kernel of kernels/ref.py, JIT-compiled, float32 only.
 
 The fallback where the C extension is not built. Each kernel is a thin
-Python wrapper with the name and argument order of its reference (it checks
-dtypes and shapes at the boundary) around an `@njit(cache=True)` inner
-function; strided views (q/k/v of the (N, 3C) buffer) are passed as they
-are. No fastmath: operation order follows the reference, NaNs propagate.
+Python wrapper with the name and argument order of its reference (it calls
+the check of the same name in kernels/checks.py, the contract shared with
+the C backend) around an `@njit(cache=True)` inner
+function; strided (B, T, NH, hs) views (q/k/v of the (N, 3C) buffer) are
+passed as they are. No fastmath: operation order follows the reference, NaNs propagate.
 
 Determinism: every output element is computed by exactly one thread, and
 every reduction across rows (bias/LayerNorm parameter gradients, the grad
@@ -39,6 +40,8 @@ import math
 
 import numpy as np
 from numba import njit, prange
+
+from codette_np.kernels import checks
 
 NAME = "numba"
 
@@ -821,269 +824,137 @@ def _sum_in_order(x):
 
 
 # ---------------------------------------------------------------------------
-# wrappers: the reference signatures, checks at the boundary
+# wrappers: the reference signatures; the boundary checks are kernels/checks.py,
+# shared with the C backend
 
 
-def _f32(name, a, ndim=None, out=False):
-    """a, checked: a float32 ndarray (of ndim dims; writable if an output)."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
-    if a.dtype != np.float32:
-        raise TypeError(f"numba kernels run float32 only: {name} has dtype {a.dtype}")
-    if ndim is not None and a.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
-    if out and not a.flags.writeable:
-        raise ValueError(f"{name} is an output and must be writable")
-    return a
-
-
-def _int(name, a, dtype=np.int32):
-    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != 1:
-        got = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
-        raise TypeError(f"{name} must be a 1-D {np.dtype(dtype)} array, got {got}"
-                        + (f" with shape {a.shape}" if isinstance(a, np.ndarray) else ""))
-    return a
-
-
-def _same(name, a, shape):
-    if a.shape != tuple(shape):
-        raise ValueError(f"{name} has shape {a.shape}, expected {tuple(shape)}")
-
-
-def _rows(name, a):
-    """a as a 2-D (rows, last dim) array sharing memory: 2-D as is, else a C-contiguous reshape."""
-    if a.ndim == 2:
-        return a
-    if a.ndim == 0:
-        raise ValueError(f"{name} must have at least one dimension")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name}: a non-contiguous {a.ndim}-D array is not supported (2-D views are)")
-    return a.reshape(-1, a.shape[-1])
+def _rows(a):
+    """A checked (C-contiguous) array as (rows, last dim), sharing memory."""
+    return a.reshape(-1, a.shape[-1]) if a.ndim != 2 else a
 
 
 def embedding_forward(out, tokens, wte):
     """out (N, C) = wte[tokens]; tokens (N,) int32, wte (V, C)."""
-    _f32("out", out, 2, out=True)
-    _f32("wte", wte, 2)
-    _int("tokens", tokens)
-    N, C = out.shape
-    _same("tokens", tokens, (N,))
-    _same("wte", wte, (wte.shape[0], C))
-    _check_ids("tokens", tokens, wte.shape[0], allow_ignore=False)
+    checks.embedding_forward(out, tokens, wte)
     _embedding_forward(out, tokens, wte)
 
 
 def embedding_backward(dwte, dout, tokens):
     """dwte (V, C) += scatter of dout (N, C) rows at tokens (N,). Adds; deterministic."""
-    _f32("dwte", dwte, 2, out=True)
-    _f32("dout", dout, 2)
-    _int("tokens", tokens)
-    N, C = dout.shape
-    _same("tokens", tokens, (N,))
-    _same("dwte", dwte, (dwte.shape[0], C))
-    _check_ids("tokens", tokens, dwte.shape[0], allow_ignore=False)
+    checks.embedding_backward(dwte, dout, tokens)
     _embedding_backward(dwte, dout, tokens)
-
-
-def _check_ids(name, ids, V, allow_ignore):
-    """ids within [0, V) (or -1 when allowed): a bad id would read or write out of bounds."""
-    if ids.size == 0:
-        return
-    lo, hi = int(ids.min()), int(ids.max())
-    if lo < (-1 if allow_ignore else 0) or hi >= V:
-        raise ValueError(f"{name} holds ids in [{lo}, {hi}], outside [0, {V})"
-                         + (" (or -1)" if allow_ignore else ""))
 
 
 def layernorm_forward(out, mean, rstd, inp, weight, bias, eps):
     """out (N, C), mean (N,), rstd (N,) <- inp (N, C), weight (C,), bias (C,)."""
-    _f32("inp", inp, 2)
-    N, C = inp.shape
-    for nm, a, shp in (("out", out, (N, C)), ("mean", mean, (N,)), ("rstd", rstd, (N,))):
-        _f32(nm, a, out=True)
-        _same(nm, a, shp)
-    for nm, a in (("weight", weight), ("bias", bias)):
-        _f32(nm, a)
-        _same(nm, a, (C,))
+    checks.layernorm_forward(out, mean, rstd, inp, weight, bias, eps)
     _layernorm_forward(out, mean, rstd, inp, weight, bias, float(eps))
-
-
-def _layernorm_backward_checked(dinp_name, dinp, dweight, dbias, dout, inp, weight, mean, rstd, add):
-    """The argument checks shared by layernorm_backward and layernorm_backward_add."""
-    _f32("inp", inp, 2)
-    N, C = inp.shape
-    for nm, a, shp, o in ((dinp_name, dinp, (N, C), True), ("dweight", dweight, (C,), True),
-                          ("dbias", dbias, (C,), True), ("dout", dout, (N, C), False),
-                          ("weight", weight, (C,), False), ("mean", mean, (N,), False),
-                          ("rstd", rstd, (N,), False)):
-        _f32(nm, a, out=o)
-        _same(nm, a, shp)
-    _layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, add)
 
 
 def layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd):
     """dinp (N, C), dweight (C,), dbias (C,) <- dout (N, C), saved inp/mean/rstd."""
-    _layernorm_backward_checked("dinp", dinp, dweight, dbias, dout, inp, weight, mean, rstd, False)
+    checks.layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd)
+    _layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, False)
 
 
 def layernorm_backward_add(dresid, dweight, dbias, dout, inp, weight, mean, rstd):
     """dresid (N, C) += dinp; dweight (C,), dbias (C,) written; as layernorm_backward."""
-    _layernorm_backward_checked("dresid", dresid, dweight, dbias, dout, inp, weight, mean, rstd, True)
+    checks.layernorm_backward_add(dresid, dweight, dbias, dout, inp, weight, mean, rstd)
+    _layernorm_backward(dresid, dweight, dbias, dout, inp, weight, mean, rstd, True)
 
 
 def bias_forward(out, bias):
     """out (N, O) += bias (O,)."""
-    _f32("out", out, out=True)
-    _f32("bias", bias, 1)
-    o2 = _rows("out", out)
-    _same("bias", bias, (o2.shape[1],))
-    _bias_forward(o2, bias)
+    checks.bias_forward(out, bias)
+    _bias_forward(_rows(out), bias)
 
 
 def bias_backward(dbias, dout):
     """dbias (O,) = column sums of dout (N, O), summed over fixed row blocks."""
-    _f32("dbias", dbias, 1, out=True)
-    _f32("dout", dout)
-    d2 = _rows("dout", dout)
-    N, O = d2.shape
-    _same("dbias", dbias, (O,))
-    _bias_backward(dbias, d2)
+    checks.bias_backward(dbias, dout)
+    _bias_backward(dbias, _rows(dout))
 
 
 def residual_forward(out, resid, branch, bias):
     """out (N, C) = resid + branch + bias; out may alias branch."""
-    for nm, a in (("out", out), ("resid", resid), ("branch", branch)):
-        _f32(nm, a, out=nm == "out")
-        _same(nm, a, out.shape)
-    _f32("bias", bias, 1)
-    o2 = _rows("out", out)
-    _same("bias", bias, (o2.shape[1],))
-    _residual_forward(o2, _rows("resid", resid), _rows("branch", branch), bias)
+    checks.residual_forward(out, resid, branch, bias)
+    _residual_forward(out, resid, branch, bias)
 
 
 def residual_backward(dresid, dbranch):
     """dresid (N, C) += dbranch (N, C)."""
-    _f32("dresid", dresid, out=True)
-    _f32("dbranch", dbranch)
-    _same("dbranch", dbranch, dresid.shape)
-    _residual_backward(_rows("dresid", dresid), _rows("dbranch", dbranch))
-
-
-def _rope_checks(out, inp, cos, sin, outname, inname):
-    _f32(outname, out, 4, out=True)
-    _f32(inname, inp, 4)
-    _same(outname, out, inp.shape)
-    B, T, NH, hs = inp.shape
-    if hs % 2:
-        raise ValueError(f"head size {hs} must be even for RoPE")
-    for nm, a in (("cos", cos), ("sin", sin)):
-        _f32(nm, a, 2)
-        _same(nm, a, (T, hs // 2))
+    checks.residual_backward(dresid, dbranch)
+    _residual_backward(_rows(dresid), _rows(dbranch))
 
 
 def rope_forward(out, inp, cos, sin):
     """out (B, T, NH, hs) = rotate(inp); cos/sin (T, hs/2). out may alias inp."""
-    _rope_checks(out, inp, cos, sin, "out", "inp")
+    checks.rope_forward(out, inp, cos, sin)
     _rope(out, inp, cos, sin, _ONE)
 
 
 def rope_backward(dinp, dout, cos, sin):
     """dinp (B, T, NH, hs) = rotation of dout by -theta. dinp may alias dout."""
-    _rope_checks(dinp, dout, cos, sin, "dinp", "dout")
+    checks.rope_backward(dinp, dout, cos, sin)
     _rope(dinp, dout, cos, sin, _F32(-1.0))
 
 
-def _flat4(name, a, out=False):
-    """(flat, strides): a (B, T, NH, hs) float32 view as a 1-D contiguous view of the memory
-    it spans, and its strides in elements. Inputs with unusual strides are copied first."""
+def _flat4(a):
+    """(flat, strides): a checked (B, T, NH, hs) float32 view as a 1-D contiguous view of the
+    memory it spans, and its strides in elements."""
     st = tuple(s // 4 for s in a.strides)
-    odd = any(s % 4 or s < 0 for s in a.strides)
-    if odd or (out and any(x == 0 and n > 1 for x, n in zip(st, a.shape))):
-        if out:
-            raise ValueError(f"{name} must be a view with positive strides, got strides {a.strides}")
-        a = np.ascontiguousarray(a)
-        st = tuple(s // 4 for s in a.strides)
     span = 1 + sum((n - 1) * x for n, x in zip(a.shape, st))
     return np.lib.stride_tricks.as_strided(a, shape=(span,), strides=(4,)), st
 
 
 def attention_forward(out, lse, q, k, v):
     """out (B, T, NH, hs), lse (B, NH, T) <- q, k, v (B, T, NH, hs), causal, scale 1/sqrt(hs)."""
-    _f32("q", q, 4)
-    B, T, NH, hs = q.shape
-    for nm, a in (("k", k), ("v", v), ("out", out)):
-        _f32(nm, a, 4, out=nm == "out")
-        _same(nm, a, q.shape)
-    _f32("lse", lse, 3, out=True)
-    _same("lse", lse, (B, NH, T))
+    (B, T, NH, hs), _ = checks.attention_forward(out, lse, q, k, v)
     if q.size == 0:
         return
-    o, ost = _flat4("out", out, out=True)
-    (qf, qst), (kf, kst), (vf, vst) = _flat4("q", q), _flat4("k", k), _flat4("v", v)
+    (o, ost), (qf, qst), (kf, kst), (vf, vst) = map(_flat4, (out, q, k, v))
     _attention_forward(o, ost, lse, qf, qst, kf, kst, vf, vst, B, T, NH, hs)
 
 
 def attention_backward(dq, dk, dv, dout, q, k, v, out, lse):
     """dq, dk, dv (B, T, NH, hs) <- dout and the forward's q, k, v, out, lse (B, NH, T)."""
-    _f32("q", q, 4)
-    B, T, NH, hs = q.shape
-    grads = (("dq", dq), ("dk", dk), ("dv", dv))
-    for nm, a in grads + (("dout", dout), ("k", k), ("v", v), ("out", out)):
-        _f32(nm, a, 4, out=nm in ("dq", "dk", "dv"))
-        _same(nm, a, q.shape)
-    _f32("lse", lse, 3)
-    _same("lse", lse, (B, NH, T))
+    (B, T, NH, hs), _ = checks.attention_backward(dq, dk, dv, dout, q, k, v, out, lse)
     if q.size == 0:
         return
-    (dqf, dqst), (dkf, dkst), (dvf, dvst) = (_flat4(nm, a, out=True) for nm, a in grads)
-    (df, dst), (qf, qst), (kf, kst), (vf, vst), (of, ost) = (
-        _flat4(nm, a) for nm, a in (("dout", dout), ("q", q), ("k", k), ("v", v), ("out", out)))
+    (dqf, dqst), (dkf, dkst), (dvf, dvst), (df, dst), (qf, qst), (kf, kst), (vf, vst), (of, ost) = map(
+        _flat4, (dq, dk, dv, dout, q, k, v, out))
     _attention_backward(dqf, dqst, dkf, dkst, dvf, dvst, df, dst, qf, qst, kf, kst, vf, vst,
                         of, ost, lse, B, T, NH, hs)
 
 
 def gelu_forward(out, inp):
     """out (N, F) = 0.5 x (1 + tanh(c (x + a x^3)))."""
-    _f32("out", out, out=True)
-    _f32("inp", inp)
-    _same("out", out, inp.shape)
-    _gelu_forward(_rows("out", out), _rows("inp", inp))
+    checks.gelu_forward(out, inp)
+    if inp.ndim:
+        _gelu_forward(_rows(out), _rows(inp))
+    else:
+        _gelu_forward(out.reshape(1, 1), inp.reshape(1, 1))
 
 
 def gelu_backward(dinp, dout, inp):
     """dinp (N, F) = dout * gelu'(inp)."""
-    _f32("dinp", dinp, out=True)
-    _f32("dout", dout)
-    _f32("inp", inp)
-    _same("dinp", dinp, inp.shape)
-    _same("dout", dout, inp.shape)
-    _gelu_backward(_rows("dinp", dinp), _rows("dout", dout), _rows("inp", inp))
+    checks.gelu_backward(dinp, dout, inp)
+    if inp.ndim:
+        _gelu_backward(_rows(dinp), _rows(dout), _rows(inp))
+    else:
+        _gelu_backward(dinp.reshape(1, 1), dout.reshape(1, 1), inp.reshape(1, 1))
 
 
 def bias_gelu_forward(out, pre, bias):
     """pre (N, F) += bias (F,) in place; out (N, F) = gelu(pre). out must not alias pre."""
-    _f32("out", out, out=True)
-    _f32("pre", pre, out=True)
-    _f32("bias", bias, 1)
-    _same("out", out, pre.shape)
-    p2 = _rows("pre", pre)
-    _same("bias", bias, (p2.shape[1],))
-    if np.may_share_memory(out, pre):
-        raise ValueError("bias_gelu_forward: out overlaps pre (pre keeps the pre-activation)")
-    _bias_gelu_forward(_rows("out", out), p2, bias)
+    checks.bias_gelu_forward(out, pre, bias)
+    _bias_gelu_forward(_rows(out), _rows(pre), bias)
 
 
 def gelu_bias_backward(dinp, dbias, dout, pre):
     """dinp (N, F) = dout * gelu'(pre); dbias (F,) = column sums of dinp (fixed row blocks)."""
-    _f32("dinp", dinp, out=True)
-    _f32("dbias", dbias, 1, out=True)
-    _f32("dout", dout)
-    _f32("pre", pre)
-    _same("dinp", dinp, pre.shape)
-    _same("dout", dout, pre.shape)
-    p2 = _rows("pre", pre)
-    _same("dbias", dbias, (p2.shape[1],))
-    _gelu_bias_backward(_rows("dinp", dinp), dbias, _rows("dout", dout), p2)
+    checks.gelu_bias_backward(dinp, dbias, dout, pre)
+    _gelu_bias_backward(_rows(dinp), dbias, _rows(dout), _rows(pre))
 
 
 def crossentropy_forward_backward(losses, dlogits, logits, targets, dscale):
@@ -1091,21 +962,13 @@ def crossentropy_forward_backward(losses, dlogits, logits, targets, dscale):
 
     dlogits = (softmax - onehot) * dscale; dlogits may alias logits.
     """
-    _f32("logits", logits, 2)
-    R, V = logits.shape
-    _f32("losses", losses, 1, out=True)
-    _same("losses", losses, (R,))
-    _f32("dlogits", dlogits, 2, out=True)
-    _same("dlogits", dlogits, (R, V))
-    _int("targets", targets)
-    _same("targets", targets, (R,))
-    _check_ids("targets", targets, V, allow_ignore=True)
+    checks.crossentropy_forward_backward(losses, dlogits, logits, targets, dscale)
     _crossentropy(losses, dlogits, logits, targets, float(dscale))
 
 
 def grad_norm_sq(grads):
     """Sum of squares of grads (P,) in float64: fixed chunks, then the chunk sums in order."""
-    _f32("grads", grads, 1)
+    checks.grad_norm_sq(grads)
     part = np.empty((grads.shape[0] + NORM_CHUNK - 1) // NORM_CHUNK, np.float64)
     _sumsq_chunks(part, grads)
     return float(_sum_in_order(part))
@@ -1114,14 +977,7 @@ def grad_norm_sq(grads):
 def adamw_step(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay,
                step, grad_scale):
     """One fused AdamW update over flat buffers (P,), in place (operation order of the C kernel)."""
-    _f32("params", params, 1, out=True)
-    P = params.shape[0]
-    for nm, a, o in (("grads", grads, False), ("m", m, True), ("v", v, True)):
-        _f32(nm, a, 1, out=o)
-        _same(nm, a, (P,))
-    _int("decay_mask", decay_mask, np.uint8)
-    _same("decay_mask", decay_mask, (P,))
-    if int(step) < 1:
-        raise ValueError(f"adamw_step: step counts from 1, got {step}")
+    checks.adamw_step(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay,
+                      step, grad_scale)
     _adamw(params, grads, m, v, decay_mask, float(lr), float(beta1), float(beta2), float(eps),
            float(weight_decay), int(step), float(grad_scale))
