@@ -110,3 +110,35 @@ def load_checkpoint(path) -> tuple[dict, dict[str, np.ndarray]]:
         blobs[e["name"]] = np.frombuffer(buf, dtype=np.dtype(e["dtype"])).reshape(e["shape"]).copy()
     return header, blobs
 
+
+
+# ---------------------------------------------------------------------------
+# run directories
+
+
+def resolve(path) -> Path:
+    """The checkpoint a path names: the file itself, or in a run directory
+    best.ckpt, else last.ckpt (the rule every command uses)."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.ckpt", "last.ckpt"):
+            if (p / name).is_file():
+                return p / name
+        raise CheckpointError(f"no best.ckpt or last.ckpt in {p}")
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    return p
+
+
+def load_model_and_tokenizer(path, backend: str | None = None):
+    """(model, tokenizer, header) from a .ckpt file or a run directory (best, else last)."""
+    from codette_np.config import ModelConfig
+    from codette_np.model import Model
+    from codette_np.tokenizer import Tokenizer
+
+    header, blobs = load_checkpoint(resolve(path))
+    cfg = ModelConfig.from_dict(header["config"])
+    model = Model(cfg, init=False, backend=backend)
+    model.params[:] = blobs["params"]
+    tok = Tokenizer.from_proto(blobs["tokenizer"].tobytes())
+    return model, tok, header

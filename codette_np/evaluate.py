@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from codette_np import chat, tools
+from codette_np import chat
+from codette_np.data import tools
 from codette_np.batches import eval_rows
 from codette_np.generate import Generator, generate
 

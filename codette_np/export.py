@@ -170,16 +170,13 @@ def load_gguf_model(path, backend: str | None = None):
 # --------------------------------------------------------------------------- export
 
 def resolve_checkpoint(path) -> Path:
-    """A checkpoint file: `path` itself, or in a run directory best.ckpt, else last.ckpt."""
-    p = Path(path)
-    if p.is_dir():
-        for name in ("best.ckpt", "last.ckpt"):
-            if (p / name).is_file():
-                return p / name
-        raise ExportError(f"no best.ckpt or last.ckpt in {p}")
-    if not p.exists():
-        raise ExportError(f"checkpoint not found: {p}")
-    return p
+    """checkpoint.resolve, with its error as an ExportError."""
+    from codette_np.checkpoint import CheckpointError, resolve
+
+    try:
+        return resolve(path)
+    except CheckpointError as e:
+        raise ExportError(str(e)) from None
 
 
 def _padded(n: int) -> int:
@@ -207,8 +204,7 @@ def export_checkpoint(checkpoint, out=None, dtype: str = "f16", name: str | None
     (general.name and the suggested Ollama name) to codette-<size>. Returns
     paths, sizes and provenance. Raises ExportError with a one-line message.
     """
-    from codette_np.checkpoint import CheckpointError
-    from codette_np.train import load_model_and_tokenizer
+    from codette_np.checkpoint import CheckpointError, load_model_and_tokenizer
 
     if dtype not in quant.DTYPES:
         raise ExportError(f"unsupported dtype {dtype!r}; choose one of {', '.join(quant.DTYPES)}")

@@ -10,87 +10,29 @@ marker, EOS, --max-new-tokens or the context length.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import numpy as np
 
-from codette_np.kernels import ref
-
-
-class KVCache:
-    """Keys and values of every layer for one sequence: (L, ctx, C) each."""
-
-    def __init__(self, cfg, dtype=np.float32):
-        self.k = np.zeros((cfg.n_layer, cfg.context_length, cfg.d_model), dtype=dtype)
-        self.v = np.zeros_like(self.k)
-        self.pos = 0  # number of positions filled
-
 
 class Generator:
-    """Incremental forward of a `Model` for one sequence, reusing cached keys/values."""
+    """Incremental forward of a `Model` for one sequence, reusing cached keys/values
+    (Model.forward_cached, on the model's kernel backend)."""
 
     def __init__(self, model):
         self.model = model
         self.cfg = model.cfg
-        self.p = dict(model.named_parameters())
-        self.cache = KVCache(self.cfg, model.dtype)
-        hs = self.cfg.head_dim
-        self.cos, self.sin = ref.rope_tables(self.cfg.context_length, hs, self.cfg.rope_base, model.dtype)
+        self.cache = model.new_cache()
 
     def reset(self):
-        self.cache.pos = 0
-
-    def _ln(self, x, name):
-        n = x.shape[0]
-        out, mean, rstd = np.empty_like(x), np.empty(n, x.dtype), np.empty(n, x.dtype)
-        ref.layernorm_forward(out, mean, rstd, x, self.p[name + ".weight"], self.p[name + ".bias"],
-                              self.cfg.norm_eps)
-        return out
+        self.cache.reset()
 
     def feed(self, tokens) -> np.ndarray:
         """Append tokens (n,) at the next positions; returns their logits (n, V)."""
-        cfg, p, c = self.cfg, self.p, self.cache
-        tokens = np.asarray(tokens, dtype=np.int32)
-        n, C, NH, hs = len(tokens), cfg.d_model, cfg.n_head, cfg.head_dim
-        p0 = c.pos
-        if p0 + n > cfg.context_length:
-            raise ValueError(f"context full: {p0} + {n} tokens > context_length {cfg.context_length}")
-        if n and (tokens.min() < 0 or tokens.max() >= cfg.vocab_size):
+        tokens = np.asarray(tokens)
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.cfg.vocab_size):
             raise ValueError("token id outside the vocabulary")
-        x = p["token_embd.weight"][tokens].copy()  # (n, C)
-        cos, sin = self.cos[p0:p0 + n], self.sin[p0:p0 + n]
-        scale = 1.0 / math.sqrt(hs)
-        # causal mask of the new rows over all cached positions: row i sees keys 0..p0+i
-        mask = np.arange(p0 + n)[None, :] > (p0 + np.arange(n))[:, None]  # (n, p0+n)
-        for l in range(cfg.n_layer):
-            pre = f"blk.{l}."
-            h = self._ln(x, pre + "attn_norm")
-            q = h @ p[pre + "attn_q.weight"].T + p[pre + "attn_q.bias"]
-            k = h @ p[pre + "attn_k.weight"].T + p[pre + "attn_k.bias"]
-            v = h @ p[pre + "attn_v.weight"].T + p[pre + "attn_v.bias"]
-            q4, k4 = q.reshape(1, n, NH, hs), k.reshape(1, n, NH, hs)
-            ref.rope_forward(q4, q4, cos, sin)
-            ref.rope_forward(k4, k4, cos, sin)
-            c.k[l, p0:p0 + n] = k
-            c.v[l, p0:p0 + n] = v
-            K = c.k[l, :p0 + n].reshape(p0 + n, NH, hs).transpose(1, 0, 2)  # (NH, S, hs)
-            Vv = c.v[l, :p0 + n].reshape(p0 + n, NH, hs).transpose(1, 0, 2)
-            Q = q.reshape(n, NH, hs).transpose(1, 0, 2)  # (NH, n, hs)
-            s = (Q @ K.transpose(0, 2, 1)) * scale  # (NH, n, S)
-            s[:, mask] = -np.inf
-            s -= s.max(axis=-1, keepdims=True)
-            e = np.exp(s)
-            att = (e / e.sum(axis=-1, keepdims=True)) @ Vv  # (NH, n, hs)
-            y = att.transpose(1, 0, 2).reshape(n, C)
-            x = x + y @ p[pre + "attn_output.weight"].T + p[pre + "attn_output.bias"]
-            h = self._ln(x, pre + "ffn_norm")
-            u = h @ p[pre + "ffn_up.weight"].T + p[pre + "ffn_up.bias"]
-            g = np.empty_like(u)
-            ref.gelu_forward(g, u)
-            x = x + g @ p[pre + "ffn_down.weight"].T + p[pre + "ffn_down.bias"]
-        c.pos = p0 + n
-        return self._ln(x, "output_norm") @ p["token_embd.weight"].T
+        return self.model.forward_cached(self.cache, tokens)
 
 
 def sample(logits, rng, temperature=0.0, top_k=0, top_p=1.0) -> int:
@@ -140,7 +82,7 @@ def generate(model, prompt_ids, max_new_tokens=64, stop_ids=(), temperature=0.0,
 
 def main(argv=None):
     from codette_np import chat
-    from codette_np.train import load_model_and_tokenizer
+    from codette_np.checkpoint import load_model_and_tokenizer
 
     ap = argparse.ArgumentParser(prog="python -m codette_np.generate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

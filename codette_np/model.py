@@ -62,6 +62,20 @@ class Activations:
             self.dwte_chunk = z(V, C) if self.head_rows < N else None
 
 
+class KVCache:
+    """Keys (after RoPE) and values of every layer for one sequence: (L, ctx, C) each,
+    and the RoPE tables for every position."""
+
+    def __init__(self, cfg: ModelConfig, dtype=np.float32):
+        self.k = np.zeros((cfg.n_layer, cfg.context_length, cfg.d_model), dtype=dtype)
+        self.v = np.zeros_like(self.k)
+        self.cos, self.sin = _rope(cfg, cfg.context_length, dtype)  # (ctx, hs/2)
+        self.pos = 0  # number of positions filled
+
+    def reset(self):
+        self.pos = 0
+
+
 def _rope(cfg, T, dtype):
     from codette_np.kernels.ref import rope_tables
 
@@ -214,6 +228,69 @@ class Model:
         logits = np.empty((B * T, self.cfg.vocab_size), dtype=self.dtype)
         np.matmul(a.lnf, self._p["token_embd.weight"].T, out=logits)
         return logits.reshape(B, T, -1)
+
+    # -- incremental inference (KV cache) --------------------------------------
+
+    def new_cache(self) -> "KVCache":
+        """An empty key/value cache for one sequence of up to context_length tokens."""
+        return KVCache(self.cfg, self.dtype)
+
+    def forward_cached(self, cache: "KVCache", tokens) -> np.ndarray:
+        """Append tokens (n,) at the cache's next positions; returns their logits (n, V).
+
+        The same layers as _blocks_forward on the same kernels, one sequence,
+        attending over every cached position; attention over the cache is two
+        BLAS products and a float32 softmax per head.
+        """
+        K, cfg, p = self.kernels, self.cfg, self._p
+        tokens = np.ascontiguousarray(tokens, dtype=np.int32).reshape(-1)
+        n, C, NH, hs = len(tokens), cfg.d_model, cfg.n_head, cfg.head_dim
+        p0 = cache.pos
+        if p0 + n > cfg.context_length:
+            raise ValueError(f"context full: {p0} + {n} tokens > context_length {cfg.context_length}")
+        if n == 0:
+            return np.zeros((0, cfg.vocab_size), self.dtype)
+        dt = self.dtype
+        x = np.empty((n, C), dt)  # residual stream (n, C)
+        K.embedding_forward(x, tokens, p["token_embd.weight"])
+        cos, sin = cache.cos[p0:p0 + n], cache.sin[p0:p0 + n]  # (n, hs/2)
+        h, mean, rstd = np.empty((n, C), dt), np.empty(n, dt), np.empty(n, dt)
+        qkv, att, mid = np.empty((n, 3 * C), dt), np.empty((n, C), dt), np.empty((n, C), dt)
+        up, ge = np.empty((n, cfg.d_ff), dt), np.empty((n, cfg.d_ff), dt)
+        S = p0 + n
+        # causal mask of the new rows over all cached positions: row i sees keys 0..p0+i
+        masked = np.arange(S)[None, :] > (p0 + np.arange(n))[:, None]  # (n, S)
+        scale = dt.type(1.0 / np.sqrt(hs))
+        for l in range(cfg.n_layer):
+            pre, pf = f"blk.{l}.", self._pf[l]
+            K.layernorm_forward(h, mean, rstd, x, p[pre + "attn_norm.weight"], p[pre + "attn_norm.bias"],
+                                cfg.norm_eps)
+            np.matmul(h, pf["qkv.weight"].T, out=qkv)  # (n, 3C)
+            K.bias_forward(qkv, pf["qkv.bias"])
+            q, k, v = _split_qkv(qkv, 1, n, NH, hs)  # (1, n, NH, hs) views
+            K.rope_forward(q, q, cos, sin)
+            K.rope_forward(k, k, cos, sin)
+            cache.k[l, p0:S] = k[0].reshape(n, C)
+            cache.v[l, p0:S] = v[0].reshape(n, C)
+            Kc = cache.k[l, :S].reshape(S, NH, hs).transpose(1, 0, 2)  # (NH, S, hs)
+            Vc = cache.v[l, :S].reshape(S, NH, hs).transpose(1, 0, 2)
+            Q = q[0].transpose(1, 0, 2)  # (NH, n, hs)
+            sc = (Q @ Kc.transpose(0, 2, 1)) * scale  # (NH, n, S)
+            sc[:, masked] = -np.inf
+            sc -= sc.max(axis=-1, keepdims=True)
+            e = np.exp(sc)
+            att[:] = ((e / e.sum(axis=-1, keepdims=True)) @ Vc).transpose(1, 0, 2).reshape(n, C)
+            np.matmul(att, p[pre + "attn_output.weight"].T, out=mid)
+            K.residual_forward(mid, x, mid, p[pre + "attn_output.bias"])  # mid = x + att Wo^T + bo
+            K.layernorm_forward(h, mean, rstd, mid, p[pre + "ffn_norm.weight"], p[pre + "ffn_norm.bias"],
+                                cfg.norm_eps)
+            np.matmul(h, p[pre + "ffn_up.weight"].T, out=up)
+            K.bias_gelu_forward(ge, up, p[pre + "ffn_up.bias"])
+            np.matmul(ge, p[pre + "ffn_down.weight"].T, out=x)
+            K.residual_forward(x, mid, x, p[pre + "ffn_down.bias"])  # x = mid + ge Wd^T + bd
+        cache.pos = S
+        K.layernorm_forward(h, mean, rstd, x, p["output_norm.weight"], p["output_norm.bias"], cfg.norm_eps)
+        return h @ p["token_embd.weight"].T  # (n, V)
 
     # -- forward + backward ---------------------------------------------------
 

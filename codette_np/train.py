@@ -398,26 +398,5 @@ def _load_resume(path, args):
     return {"header": header, "blobs": blobs, "step": header["step"]}
 
 
-def load_model_and_tokenizer(path):
-    """(model, tokenizer, header) from a .ckpt file or a run directory (best, else last)."""
-    from codette_np import Model, ModelConfig
-    from codette_np import checkpoint as ck
-    from codette_np.tokenizer import Tokenizer
-
-    p = Path(path)
-    if p.is_dir():
-        cands = [p / "best.ckpt", p / "last.ckpt"]
-        found = [c for c in cands if c.exists()]
-        if not found:
-            raise ck.CheckpointError(f"no best.ckpt or last.ckpt in {p}")
-        p = found[0]
-    header, blobs = ck.load_checkpoint(p)
-    cfg = ModelConfig.from_dict(header["config"])
-    model = Model(cfg, init=False)
-    model.params[:] = blobs["params"]
-    tok = Tokenizer.from_proto(blobs["tokenizer"].tobytes())
-    return model, tok, header
-
-
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from codette_np import chat, data, tools
+from codette_np import chat, data
+from codette_np.data import tools
 
 
 @pytest.fixture(scope="module")
