@@ -62,54 +62,6 @@ static inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* ---- vector exp ----------------------------------------------------------
- * exp(x) = 2^n * e^r, n = round(x / ln 2), |r| <= ln2 / 2, e^r by the Cephes
- * expf polynomial (about 1 ulp). NaN in gives NaN out (the clamps keep NaN:
- * max/min return their second operand when either is NaN). */
-#if defined(__AVX512F__)
-static inline vf_t att_exp(vf_t x) {
-    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x); /* 2^-150 underflows to 0 in scalef */
-    x = _mm512_min_ps(_mm512_set1_ps(88.7f), x);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, n);
-}
-#elif defined(__AVX2__) && defined(__FMA__)
-static inline vf_t att_exp(vf_t x) {
-    x = _mm256_max_ps(_mm256_set1_ps(-87.3f), x); /* keeps 2^n a normal float */
-    x = _mm256_min_ps(_mm256_set1_ps(88.0f), x); /* 2^n stays finite */
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-#else
-static inline vf_t att_exp(vf_t x) {
-    float t[VF];
-    vf_store(t, x);
-    for (int i = 0; i < VF; i++) t[i] = expf(t[i]);
-    return vf_load(t);
-}
-#endif
-
 /* width of the next column chunk when n vectors remain: the n vectors are
  * cut into ceil(n / CW) near-equal chunks (8 -> 3 3 2, 10 -> 3 3 2 2) */
 static inline int chunk(int n) {
@@ -243,13 +195,13 @@ static inline float row_exp(float *p, const float *s, float shift, int nv, int n
     vf_t sh = vf_set1(shift), acc = vf_set1(0.0f);
     int j = 0;
     for (; j + VF <= nv; j += VF) {
-        vf_t e = att_exp(vf_sub(vf_load(s + j), sh));
+        vf_t e = vf_exp(vf_sub(vf_load(s + j), sh));
         vf_store(p + j, e);
         acc = vf_add(acc, e);
     }
     float sum = vf_hsum(acc);
     if (j < nv) { /* partial vector: keep lanes < nv */
-        vf_store(p + j, att_exp(vf_sub(vf_load(s + j), sh)));
+        vf_store(p + j, vf_exp(vf_sub(vf_load(s + j), sh)));
         for (int t = j; t < nv; t++) sum += p[t];
         for (int t = nv; t < j + VF; t++) p[t] = 0.0f;
         j += VF;

@@ -2,7 +2,9 @@
 one extension, codette_np._ckernels.
 
 Flags: -O3, tuned for the build machine's CPU (-march=native) unless
-CODETTE_PORTABLE=1 (baseline x86-64 / armv8-a); OpenMP when the compiler
+CODETTE_PORTABLE=1 (baseline x86-64 / armv8-a, so simd.h's scalar or NEON
+path) or CODETTE_MARCH=<arch> (that -march, e.g. x86-64-v3 for the AVX2+FMA
+path on a machine with AVX-512); OpenMP when the compiler
 supports it (else a single-threaded build); never -ffast-math (it breaks
 GELU, softmax and NaN checks). CODETTE_SANITIZE=1 adds
 -fsanitize=address,undefined for `make test-asan`.
@@ -49,6 +51,8 @@ def _flags() -> tuple[list[str], list[str]]:
     if os.environ.get("CODETTE_PORTABLE") == "1":
         arch = platform.machine().lower()
         cflags += ["-march=armv8-a"] if arch in ("aarch64", "arm64") else ["-march=x86-64"]
+    elif os.environ.get("CODETTE_MARCH"):
+        cflags.append(f"-march={os.environ['CODETTE_MARCH']}")
     elif _compiler_accepts(["-march=native"]):
         cflags.append("-march=native")
     if os.environ.get("CODETTE_NO_OPENMP") != "1" and _compiler_accepts(["-fopenmp"]):

@@ -1,5 +1,5 @@
 /* Element-wise and row kernels: bias, residual, RoPE, GELU, the fused
- * bias+GELU kernels, and the vectorized exp they share with crossentropy.c.
+ * bias+GELU kernels, and exp_shifted_sum (crossentropy.c's softmax exp).
  * Oracle: the functions of the same names in codette_np/kernels/ref.py.
  *
  * Threads split rows, or fixed blocks of ELT_BLOCK elements for the flat
@@ -14,70 +14,6 @@
 
 #define ELT_BLOCK 4096  /* elements per work item of the flat kernels (multiple of VF) */
 #define BIAS_BLOCKS 32  /* row blocks of the bias_backward column sums */
-
-/* ------------------------------------------------------------------------
- * vf_exp(x): exp of each lane, about 1 ulp, with exp(+inf) = +inf,
- * exp(-inf) = 0, exp(NaN) = NaN, overflow to +inf and underflow through
- * subnormals to 0. exp(x) = 2^n exp(r), n = round(x / ln2), r = x - n ln2
- * (ln2 in two parts), exp(r) by the Cephes expf polynomial.
- * vf_clamp keeps NaN: max/min return their second operand when one is NaN. */
-#define EXP_LO (-104.0f)  /* exp(-104) rounds to 0 */
-#define EXP_HI 89.0f      /* exp(89) overflows to +inf */
-
-static inline vf_t exp_reduced(vf_t x, vf_t n) {
-    vf_t r = vf_fma(n, vf_set1(-0.693359375f), x);
-    r = vf_fma(n, vf_set1(2.12194440e-4f), r);
-    vf_t p = vf_set1(1.9875691500e-4f);
-    p = vf_fma(p, r, vf_set1(1.3981999507e-3f));
-    p = vf_fma(p, r, vf_set1(8.3334519073e-3f));
-    p = vf_fma(p, r, vf_set1(4.1665795894e-2f));
-    p = vf_fma(p, r, vf_set1(1.6666665459e-1f));
-    p = vf_fma(p, r, vf_set1(5.0000001201e-1f));
-    return vf_add(vf_fma(vf_mul(r, r), p, r), vf_set1(1.0f));
-}
-
-#if defined(__AVX512F__)
-static inline vf_t vf_clamp(vf_t x, float lo, float hi) {
-    return _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), x));
-}
-static inline vf_t vf_exp(vf_t x) {
-    x = vf_clamp(x, EXP_LO, EXP_HI);
-    vf_t n = _mm512_roundscale_ps(vf_mul(x, vf_set1(1.44269504088896341f)),
-                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    return _mm512_scalef_ps(exp_reduced(x, n), n);  /* p * 2^n, saturating */
-}
-#elif defined(__AVX2__) && defined(__FMA__)
-static inline vf_t vf_clamp(vf_t x, float lo, float hi) {
-    return _mm256_min_ps(_mm256_set1_ps(hi), _mm256_max_ps(_mm256_set1_ps(lo), x));
-}
-static inline __m256 pow2i(__m256i k) {  /* 2^k for k in [-126, 127] */
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
-}
-static inline vf_t vf_exp(vf_t x) {
-    x = vf_clamp(x, EXP_LO, EXP_HI);
-    vf_t n = _mm256_round_ps(vf_mul(x, vf_set1(1.44269504088896341f)),
-                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    vf_t p = exp_reduced(x, n);
-    /* n in [-150, 129]: scale in two halves so both powers are normal floats */
-    __m256i k = _mm256_cvtps_epi32(n);
-    __m256i k1 = _mm256_srai_epi32(k, 1);
-    return vf_mul(vf_mul(p, pow2i(k1)), pow2i(_mm256_sub_epi32(k, k1)));
-}
-#else
-/* other ISAs: libm expf lane by lane (correct, not fast) */
-static inline vf_t vf_clamp(vf_t x, float lo, float hi) {
-    float t[VF];
-    vf_store(t, x);
-    for (int i = 0; i < VF; i++) t[i] = t[i] < lo ? lo : (t[i] > hi ? hi : t[i]);
-    return vf_load(t);
-}
-static inline vf_t vf_exp(vf_t x) {
-    float t[VF];
-    vf_store(t, x);
-    for (int i = 0; i < VF; i++) t[i] = expf(t[i]);
-    return vf_load(t);
-}
-#endif
 
 /* y (n,) = exp(x (n,) - shift); returns sum(y) in double. y may alias x. */
 double exp_shifted_sum(float *y, const float *x, float shift, int64_t n) {

@@ -22,6 +22,37 @@ def rng():
     return np.random.default_rng(1234)
 
 
+def cpu_flags() -> set:
+    """The feature flags of /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def pytest_report_header(config):
+    """Which SIMD paths this run exercises, and which it cannot on this CPU."""
+    from codette_np import backend as be
+
+    flags = cpu_flags()
+    why = be.available()["c"]
+    build = be.get("c").module.build_info() if why is None else f"not built ({why})"
+    has = [n for n, f in (("avx2+fma", "avx2"), ("avx512f", "avx512f"), ("avx512_bf16", "avx512_bf16"),
+                          ("amx_bf16", "amx_bf16")) if f in flags]
+    lines = [f"codette_np C kernels: {build}; CPU has: {', '.join(has) or 'none of avx2/avx512/amx'}"]
+    if "avx512f" not in flags:
+        lines.append("codette_np: the AVX-512 paths are NOT exercised here (this CPU has no avx512f); "
+                     "the AVX2, scalar (portable build) and NumPy/Numba paths are")
+    else:
+        lines.append("codette_np: AVX-512 (native build), AVX2 (x86-64-v3 build) and scalar (portable build) "
+                     "paths are exercised")
+    return lines
+
+
 def rel_err(a, b):
     """max|a - b| / max|b|: the relative error used throughout the tests."""
     a = np.asarray(a, dtype=np.float64)

@@ -1,7 +1,12 @@
-"""The most constrained C build still works: CODETTE_PORTABLE=1 (baseline
-x86-64 / armv8-a, so simd.h takes its scalar or NEON path instead of
-AVX2/AVX-512) together with CODETTE_NO_OPENMP=1 (what a compiler without
-OpenMP gives: single-threaded kernels).
+"""Every SIMD path of simd.h runs the kernel tests, whatever the machine's newest one:
+
+- the native build (-march=native) is the path the whole suite exercises:
+  AVX-512 on a machine with it, else AVX2+FMA (or NEON, or scalar);
+- the most constrained build, CODETTE_PORTABLE=1 (baseline x86-64 / armv8-a:
+  the scalar or NEON path) with CODETTE_NO_OPENMP=1 (single-threaded, as a
+  compiler without OpenMP gives), runs everywhere;
+- on a machine with AVX-512, CODETTE_MARCH=x86-64-v3 builds the AVX2+FMA
+  path, so it is tested there too.
 
 A copy of the source is pip-installed into a temporary target with both
 flags; a fresh interpreter that sees only that target checks what was built
@@ -36,21 +41,51 @@ sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "-k", "not test_c_thread_c
 """
 
 
-@pytest.mark.slow
-def test_portable_build_without_openmp_passes_the_kernel_tests(tmp_path):
-    site, log = install_copy(tmp_path, CODETTE_PORTABLE="1", CODETTE_NO_OPENMP="1")
-    assert "building the C kernels without OpenMP" in log, log[-3000:]
-    assert list(site.rglob("_ckernels*")), "no C extension was built"
-
+def _kernel_tests_on(tmp_path, site):
+    """Run the kernel test files in a fresh interpreter that sees only the build in `site`."""
     env = {k: v for k, v in os.environ.items() if k not in ("CODETTE_BACKEND", "PYTHONPATH")}
     env["PYTHONPATH"] = str(site)
     env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba_cache")
     r = subprocess.run([sys.executable, "-c", CHILD, str(REPO / "tests")], capture_output=True, text=True,
                        cwd=tmp_path, env=env, timeout=1200)
+    assert f"FILE {site}" in r.stdout, r.stdout[-3000:]
+    return r
+
+
+@pytest.mark.slow
+def test_portable_build_without_openmp_passes_the_kernel_tests(tmp_path):
+    site, log = install_copy(tmp_path, CODETTE_PORTABLE="1", CODETTE_NO_OPENMP="1")
+    assert "building the C kernels without OpenMP" in log, log[-3000:]
+    assert list(site.rglob("_ckernels*")), "no C extension was built"
+    r = _kernel_tests_on(tmp_path, site)
     out = r.stdout
-    assert f"FILE {site}" in out, out[-3000:]
     simd = "neon" if platform.machine().lower() in ("aarch64", "arm64") else "scalar"
     assert f"BUILD simd={simd} openmp=no" in out, out[-3000:]
     assert "THREADS 1" in out, out[-3000:]
     assert r.returncode == 0, f"kernel tests failed on the portable no-OpenMP build:\n{out[-5000:]}{r.stderr[-3000:]}"
     assert " passed" in out and " failed" not in out, out[-3000:]
+
+
+def test_native_build_runs_the_newest_path_the_cpu_has():
+    """The suite's own build takes AVX-512 where the CPU has it, else AVX2+FMA (x86-64)."""
+    from conftest import cpu_flags, need_backend
+
+    info = need_backend("c").module.build_info()
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip(f"not x86-64; native build: {info}")
+    flags = cpu_flags()
+    want = "avx512" if "avx512f" in flags else "avx2" if {"avx2", "fma"} <= flags else "scalar"
+    assert info.startswith(f"simd={want} "), info
+
+
+@pytest.mark.slow
+def test_avx2_build_passes_the_kernel_tests_on_an_avx512_machine(tmp_path):
+    from conftest import cpu_flags
+
+    flags = cpu_flags()
+    if "avx512f" not in flags:
+        pytest.skip("this CPU has no AVX-512: the native build is already the AVX2 path the suite runs")
+    site, log = install_copy(tmp_path, CODETTE_MARCH="x86-64-v3")
+    r = _kernel_tests_on(tmp_path, site)
+    assert "BUILD simd=avx2 openmp=yes" in r.stdout, r.stdout[-3000:]
+    assert r.returncode == 0, f"kernel tests failed on the AVX2 build:\n{r.stdout[-5000:]}{r.stderr[-3000:]}"

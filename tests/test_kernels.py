@@ -3,7 +3,7 @@
 Each case builds float32 inputs, runs the backend's kernel on them with its
 outputs inside guard buffers, runs the NumPy reference on the same values cast
 to float64, and compares each output with the kernel's tolerance from
-KERNEL_TOL (relative max error, max|got - oracle| / max|oracle|).
+codette_np.kernels.tolerances (relative max error, max|got - oracle| / max|oracle|).
 
 Backends come from codette_np.backend.available(): a backend that is not
 available is skipped, except the C backend when CI is set, which fails.
@@ -21,29 +21,10 @@ import pytest
 from codette_np import Model, ModelConfig
 from codette_np import backend as be
 from codette_np.kernels import ref
+from codette_np.kernels.tolerances import MODEL_TOL, tolerance
 from conftest import need_backend, rel_err
 
-# max|float32 backend - float64 oracle| / max|oracle|, per kernel (every output).
-# About 4-10x the error of the float32 NumPy reference on these cases.
-KERNEL_TOL = {
-    "embedding_forward": 0.0,  # a copy
-    "embedding_backward": 1e-6,
-    "layernorm_forward": 2e-6,
-    "layernorm_backward": 2e-6,
-    "layernorm_backward_add": 2e-6,
-    "bias_forward": 1e-6,
-    "bias_backward": 2e-6,
-    "residual_forward": 1e-6,
-    "residual_backward": 1e-6,
-    "rope_forward": 1e-6,
-    "rope_backward": 1e-6,
-    "gelu_forward": 1e-6,
-    "gelu_backward": 5e-6,  # the reference's 1 + tanh(u) cancels for x < 0
-    "bias_gelu_forward": 1e-6,
-    "gelu_bias_backward": 5e-6,  # as gelu_backward
-    "crossentropy_forward_backward": 2e-6,
-}
-MODEL_TOL = 1e-4  # nano model: loss, every gradient and the logits
+# max|float32 backend - float64 oracle| / max|oracle|, per kernel (every output): the one table
 
 ROW_SHAPES = [(1, 1), (1, 37), (3, 80), (37, 64), (65, 512), (4, 1000)]  # (N, C)
 EMB_SHAPES = [(1, 1, 1), (7, 5, 37), (64, 33, 80), (300, 257, 64)]  # (N, V, C)
@@ -272,7 +253,7 @@ def test_kernel_matches_oracle(K, kernel, shape):
     got = run(K, kernel, outs, ins, call)
     want = oracle(kernel, outs, ins, call)
     for n in outs:
-        assert_close(got[n], want[n], KERNEL_TOL[kernel], f"{K.name} {kernel} {shape} {n}")
+        assert_close(got[n], want[n], tolerance(kernel, K.name), f"{K.name} {kernel} {shape} {n}")
 
 
 def test_rope_in_place_on_strided_views(K):
@@ -292,8 +273,8 @@ def test_rope_in_place_on_strided_views(K):
     K.rope_forward(q, q, cos, sin)
     K.rope_backward(k, k, cos, sin)
     assert_guards(full, f"{K.name} rope on views")
-    assert_close(q, want_q, KERNEL_TOL["rope_forward"], "q")
-    assert_close(k, want_k, KERNEL_TOL["rope_backward"], "k")
+    assert_close(q, want_q, tolerance("rope_forward", K.name), "q")
+    assert_close(k, want_k, tolerance("rope_backward", K.name), "k")
     after = qkv.reshape(B, T, 3, NH, hs)
     b4 = before.reshape(B, T, 3, NH, hs)
     assert np.array_equal(after[:, :, 2], b4[:, :, 2]), "v changed"
@@ -317,7 +298,7 @@ def test_in_place(K, kernel):
     call(getattr(K, kernel), got, i)
     assert_guards(full, f"{K.name} {kernel} in place")
     for n in outs:
-        assert_close(got[n], want[n], KERNEL_TOL[kernel], f"{K.name} {kernel} in place {n}")
+        assert_close(got[n], want[n], tolerance(kernel, K.name), f"{K.name} {kernel} in place {n}")
 
 
 # ---------------------------------------------------------------------------
@@ -367,7 +348,7 @@ def test_gelu_specials(K, kernel):
             call = lambda f, o, i: f(o["out"], o["dbias"], i["dout"], i["inp"])
     got, want = run(K, kernel, outs, ins, call), oracle(kernel, outs, ins, call)
     for name in outs:
-        assert_close(got[name], want[name], KERNEL_TOL[kernel], f"{K.name} {kernel} {name}")
+        assert_close(got[name], want[name], tolerance(kernel, K.name), f"{K.name} {kernel} {name}")
 
 
 def test_elementwise_specials(K):
@@ -388,7 +369,7 @@ def test_elementwise_specials(K):
     for kernel, outs, ins, call in cases:
         got, want = run(K, kernel, outs, ins, call), oracle(kernel, outs, ins, call)
         for n in outs:
-            assert_close(got[n], want[n], KERNEL_TOL[kernel], f"{K.name} {kernel} {n}")
+            assert_close(got[n], want[n], tolerance(kernel, K.name), f"{K.name} {kernel} {n}")
 
 
 def test_layernorm_specials(K):
@@ -400,7 +381,7 @@ def test_layernorm_specials(K):
     got, want = run(K, "layernorm_forward", outs, ins, call), oracle("layernorm_forward", outs, ins, call)
     assert np.isnan(want["out"][[1, 3, 4]]).all() and np.isfinite(want["out"][[0, 2, 5]]).all()
     for n in outs:
-        assert_close(got[n], want[n], KERNEL_TOL["layernorm_forward"], f"{K.name} layernorm {n}")
+        assert_close(got[n], want[n], tolerance("layernorm_forward", K.name), f"{K.name} layernorm {n}")
     for kernel in ("layernorm_backward", "layernorm_backward_add"):
         outs, ins, call = build(kernel, (6, 83))
         ins["dout"][2, 7] = np.nan
@@ -408,7 +389,7 @@ def test_layernorm_specials(K):
             outs["dresid"][4, 9], outs["dresid"][5, 82] = np.inf, np.nan
         got, want = run(K, kernel, outs, ins, call), oracle(kernel, outs, ins, call)
         for n in outs:
-            assert_close(got[n], want[n], KERNEL_TOL[kernel], f"{K.name} {kernel} {n}")
+            assert_close(got[n], want[n], tolerance(kernel, K.name), f"{K.name} {kernel} {n}")
 
 
 def test_crossentropy_specials(K):
@@ -428,7 +409,7 @@ def test_crossentropy_specials(K):
     assert np.isnan(want["losses"][[0, 1, 5]]).all() and want["losses"][2] == 0
     assert np.isposinf(want["losses"][4])
     for n in outs:
-        assert_close(got[n], want[n], KERNEL_TOL["crossentropy_forward_backward"], f"{K.name} ce {n}")
+        assert_close(got[n], want[n], tolerance("crossentropy_forward_backward", K.name), f"{K.name} ce {n}")
 
 
 # ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 
 from codette_np import AdamW, Model, ModelConfig, PRESETS, lr_schedule
 from codette_np.config import PRESET_LABELS
+from codette_np.kernels.tolerances import GOLDEN_TOL, MODEL_TOL
 from codette_np.params import param_layout
 from conftest import need_backend, rel_err
 
@@ -80,11 +81,11 @@ def test_float32_matches_float64_oracle(rng, backend):
     tokens, targets = _batch(rng, cfg, 2, 33)
     l32 = m32.forward_backward(tokens, targets)
     l64 = m64.forward_backward(tokens, targets)
-    assert abs(l32 - l64) / l64 < 1e-4
+    assert abs(l32 - l64) / l64 < MODEL_TOL
     g32, g64 = dict(m32.named_grads()), dict(m64.named_grads())
     for name in g64:
-        assert rel_err(g32[name], g64[name]) < 1e-4, name
-    assert rel_err(m32.forward(tokens), m64.forward(tokens)) < 1e-4
+        assert rel_err(g32[name], g64[name]) < MODEL_TOL, name
+    assert rel_err(m32.forward(tokens), m64.forward(tokens)) < MODEL_TOL
 
 
 def test_forward_equals_training_forward(rng):
@@ -165,7 +166,7 @@ def test_golden_losses(backend):
     expect = json.loads(GOLDEN.read_text())["losses"]
     got = golden_run(backend=backend)
     for i, (g, e) in enumerate(zip(got, expect)):
-        assert abs(g - e) / e < 1e-5, f"step {i}: {g} vs recorded {e}"
+        assert abs(g - e) / e < GOLDEN_TOL, f"step {i}: {g} vs recorded {e}"
 
 
 def test_golden_file_is_the_float64_run():

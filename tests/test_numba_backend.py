@@ -30,22 +30,12 @@ from codette_np.kernels import numba_backend as nb  # noqa: E402
 from codette_np.kernels import ref  # noqa: E402
 from codette_np.model import _split_qkv  # noqa: E402
 from conftest import rel_err  # noqa: E402
-from test_kernels import KERNEL_TOL, MODEL_TOL  # noqa: E402
+from codette_np.kernels.tolerances import GOLDEN_TOL, KERNEL_TOL, MODEL_TOL, tolerance  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
-# max|numba - float64 oracle| / max|oracle| for every output of each kernel: the
-# kernel tests' table (every backend), with what only this file checks or allows
-TOL = {
-    **KERNEL_TOL,
-    "attention_forward": 5e-6,
-    "attention_backward": 1e-5,
-    "gelu_backward": 1e-5,  # rational tanh (7 ulp) and the cancellation in 1 - t^2
-    "gelu_bias_backward": 1e-5,  # as gelu_backward
-    "grad_norm_sq": 1e-12,  # float64 sums of exact float32 squares
-    "adamw_step": 1e-6,
-}
-GOLDEN_TOL = 1e-5  # golden training losses, relative
+# max|numba - float64 oracle| / max|oracle| for every output of each kernel: the one table
+TOL = {k: tolerance(k, "numba") for k in KERNEL_TOL}
 
 ROW_SHAPES = [(1, 37), (5, 37), (33, 80), (70, 513)]  # (N, C): odd widths, N across row blocks
 ATT_SHAPES = [(1, 1, 1, 80), (2, 1, 3, 80), (1, 65, 2, 80), (2, 130, 1, 16), (1, 37, 3, 64)]  # (B, T, NH, hs)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from codette_np import AdamW, Model, ModelConfig, backend, lr_schedule
+from codette_np import AdamW, Model, ModelConfig, lr_schedule
 from codette_np.kernels import ref
 from conftest import need_backend as _need
 from conftest import rel_err
