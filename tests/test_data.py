@@ -48,7 +48,9 @@ def test_5000_distinct_and_fast(big):
 
 
 def test_natural_distinctness_without_redraws(monkeypatch):
-    monkeypatch.setattr(data, "MAX_REDRAWS", 0)
+    from codette_np.data import mix
+
+    monkeypatch.setattr(mix, "MAX_REDRAWS", 0)
     ex = data.generate(2000, seed=4)
     assert len({e["text"] for e in ex}) / len(ex) >= 0.99
 

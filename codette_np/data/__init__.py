@@ -20,7 +20,7 @@ examples with a call) also have tool (the expected tool name) and, for the
 file tools, files (the workspace as it was before the call).
 
 Layout: one module per category (perspectives, tool_use, consciousness,
-mixed) over `common`; `generate` mixes them; `tools` holds the nine tools
+mixed) over `common`; `mix` draws them by the category mix; `tools` holds the nine tools
 and their offline world; `user` reads user files and splits by example;
 `stats` measures diversity; `cli` is the command line:
 
@@ -28,7 +28,7 @@ and their offline world; `user` reads user files and splits by example;
 """
 
 from codette_np.data.common import CATEGORIES, DEFAULT_MIX, DataError
-from codette_np.data.generate import generate, parse_mix
+from codette_np.data.mix import generate, parse_mix
 from codette_np.data.stats import distinct_ngram_stats, skeleton
 from codette_np.data.tool_use import FILE_TOOLS
 from codette_np.data.user import load_user_data, split_by_example

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from codette_np.data.common import CATEGORIES, DataError
-from codette_np.data.generate import generate, parse_mix
+from codette_np.data.mix import generate, parse_mix
 from codette_np.data.stats import distinct_ngram_stats
 
 

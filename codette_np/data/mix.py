@@ -1,4 +1,4 @@
-"""The generation API: the category mix and `generate`."""
+"""The category mix and `generate`, which draws every category by it."""
 
 from __future__ import annotations
 
