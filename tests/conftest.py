@@ -2,6 +2,7 @@ import os
 
 import numpy as np
 import pytest
+from install_llama_cpp import cpu_flags  # noqa: F401 - the CPU's feature flags, for the tests too
 
 
 def need_backend(name):
@@ -20,18 +21,6 @@ def need_backend(name):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
-
-
-def cpu_flags() -> set:
-    """The feature flags of /proc/cpuinfo (empty where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def pytest_report_header(config):
