@@ -14,6 +14,8 @@ import sys
 
 import numpy as np
 
+from codette_np.argtypes import Parser, float_above, nonneg_float, nonneg_int, positive_int
+
 
 class Generator:
     """Incremental forward of a `Model` for one sequence, reusing cached keys/values
@@ -84,25 +86,40 @@ def main(argv=None):
     from codette_np import chat
     from codette_np.checkpoint import load_model_and_tokenizer
 
-    ap = argparse.ArgumentParser(prog="python -m codette_np.generate", description=__doc__,
+    ap = Parser(prog="python -m codette_np.generate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True, help="a .ckpt file, or a run directory (uses best.ckpt, else last.ckpt)")
     ap.add_argument("--prompt", required=True, help="the user's message (or raw text with --raw)")
     ap.add_argument("--raw", action="store_true", help="feed the prompt as is, without the chat format")
-    ap.add_argument("--max-new-tokens", type=int, default=200, help="most tokens to generate (default 200)")
-    ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    ap.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = off)")
-    ap.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1.0 = off)")
-    ap.add_argument("--seed", type=int, default=0, help="sampling seed")
+    ap.add_argument("--max-new-tokens", type=positive_int, default=200, help="most tokens to generate (default 200)")
+    ap.add_argument("--temperature", type=nonneg_float, default=0.0, help="0 = greedy (default)")
+    ap.add_argument("--top-k", type=nonneg_int, default=0, help="keep the k most likely tokens (0 = off)")
+    ap.add_argument("--top-p", type=float_above(0.0, hi=1.0), default=1.0, help="nucleus sampling mass (1.0 = off)")
+    ap.add_argument("--seed", type=nonneg_int, default=0, help="sampling seed")
     a = ap.parse_args(argv)
-    model, tok, _ = load_model_and_tokenizer(a.checkpoint)
-    text = a.prompt if a.raw else chat.generation_prompt(
-        [{"role": "system", "content": chat.SYSTEM_PROMPT}, {"role": "user", "content": a.prompt}])
-    ids = [tok.bos_id] + tok.encode(text)
-    stop = {tok.eos_id, tok.encode(chat.END)[-1]} if not a.raw else {tok.eos_id}
-    new = generate(model, ids, a.max_new_tokens, stop, a.temperature, a.top_k, a.top_p, a.seed)
+    from codette_np.checkpoint import CheckpointError
+    from codette_np.tokenizer import TokenizerError
+
+    try:
+        model, tok, _ = load_model_and_tokenizer(a.checkpoint)
+        text = a.prompt if a.raw else chat.generation_prompt(
+            [{"role": "system", "content": chat.SYSTEM_PROMPT}, {"role": "user", "content": a.prompt}])
+        ids = [tok.bos_id] + tok.encode(text)
+        stop = {tok.eos_id, tok.encode(chat.END)[-1]} if not a.raw else {tok.eos_id}
+        new = generate(model, ids, a.max_new_tokens, stop, a.temperature, a.top_k, a.top_p, a.seed)
+    except (CheckpointError, TokenizerError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (KeyError, TypeError) as e:  # a readable file that is not a training checkpoint
+        print(f"error: {a.checkpoint}: not a codette_np training checkpoint ({type(e).__name__}: {e})",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     sys.stdout.write(tok.decode(new) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -25,6 +25,9 @@ import sys
 import time
 from pathlib import Path
 
+from codette_np.argtypes import (Parser, int_at_least, nonempty, nonneg_float, nonneg_int, positive_float,
+                                 positive_int)
+
 # Per-size defaults: batch size, sequence length, peak learning rate.
 SIZE_DEFAULTS = {
     "nano": dict(batch_size=8, seq_len=128, lr=3e-3),
@@ -34,12 +37,13 @@ SIZE_DEFAULTS = {
     "medium": dict(batch_size=4, seq_len=1024, lr=2.5e-4),
     "large": dict(batch_size=2, seq_len=1024, lr=2e-4),
 }
+MIN_VOCAB = 266  # 3 special ids, 5 chat markers, the newline and 256 byte pieces, plus one
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before the run stops
 CKPT_FORMAT = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m codette_np.train", description=__doc__,
+    ap = Parser(prog="python -m codette_np.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="micro", choices=list(SIZE_DEFAULTS),
                     help="model preset (default micro): nano ~0.1M params (tests), micro ~5.8M, "
@@ -48,32 +52,37 @@ def build_parser() -> argparse.ArgumentParser:
                     help=".jsonl (a 'text' field, optional 'category') or .txt files to train on")
     ap.add_argument("--no-builtin", action="store_true",
                     help="with --data: train on your files only (default: mix them with the built-in set)")
-    ap.add_argument("--samples", type=int, default=5000,
+    ap.add_argument("--samples", type=nonneg_int, default=5000,
                     help="number of built-in examples to generate (default 5000)")
-    ap.add_argument("--mix", default=None,
+    ap.add_argument("--mix", type=nonempty, default=None,
                     help="category mix of the built-in set, e.g. 'perspectives=0.3,tools=0.25,"
                          "consciousness=0.25,mixed=0.2' (the default)")
-    ap.add_argument("--vocab-size", type=int, default=None,
-                    help="tokenizer vocabulary size (default: the preset's)")
-    ap.add_argument("--max-steps", type=int, default=5000, help="optimizer steps to train (default 5000)")
-    ap.add_argument("--batch-size", type=int, default=None, help="rows per step (default per size)")
-    ap.add_argument("--seq-len", type=int, default=None, help="tokens per row (default per size)")
-    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default per size)")
-    ap.add_argument("--min-lr", type=float, default=None, help="final learning rate of the cosine (default lr/10)")
-    ap.add_argument("--warmup-steps", type=int, default=100, help="linear warmup steps (default 100)")
-    ap.add_argument("--weight-decay", type=float, default=0.1,
+    ap.add_argument("--vocab-size", type=int_at_least(MIN_VOCAB), default=None,
+                    help=f"tokenizer vocabulary size, at least {MIN_VOCAB} (default: the preset's, or what "
+                         "the training text supports if that is less)")
+    ap.add_argument("--max-steps", type=positive_int, default=5000, help="optimizer steps to train (default 5000)")
+    ap.add_argument("--batch-size", type=positive_int, default=None, help="rows per step (default per size)")
+    ap.add_argument("--seq-len", type=positive_int, default=None, help="tokens per row (default per size)")
+    ap.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default per size)")
+    ap.add_argument("--min-lr", type=nonneg_float, default=None, help="final learning rate of the cosine (default lr/10)")
+    ap.add_argument("--warmup-steps", type=nonneg_int, default=100, help="linear warmup steps (default 100)")
+    ap.add_argument("--weight-decay", type=nonneg_float, default=0.1,
                     help="decoupled weight decay on matrices only (default 0.1)")
-    ap.add_argument("--max-grad-norm", type=float, default=1.0,
+    ap.add_argument("--max-grad-norm", type=nonneg_float, default=1.0,
                     help="clip the global gradient norm to this (default 1.0; 0 = off)")
-    ap.add_argument("--eval-every", type=int, default=500, help="evaluate every N steps (default 500)")
-    ap.add_argument("--eval-tool-samples", type=int, default=100,
+    ap.add_argument("--eval-every", type=positive_int, default=500, help="evaluate every N steps (default 500)")
+    ap.add_argument("--eval-tool-samples", type=nonneg_int, default=100,
                     help="held-out tool requests generated from at each eval (default 100)")
-    ap.add_argument("--save-every", type=int, default=1000, help="write last.ckpt every N steps (default 1000)")
+    ap.add_argument("--save-every", type=positive_int, default=1000, help="write last.ckpt every N steps (default 1000)")
     ap.add_argument("--out", default=None, help="run directory (default runs/<size>)")
     ap.add_argument("--resume", action="store_true", help="continue from <out>/last.ckpt")
-    ap.add_argument("--seed", type=int, default=0, help="seed for data, init and order (default 0)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="threads for the kernels and BLAS (default: all cores)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="start a new run in an --out that already holds one, replacing its files "
+                         "(without it, such an --out is refused)")
+    ap.add_argument("--seed", type=nonneg_int, default=0, help="seed for data, init and order (default 0)")
+    ap.add_argument("--threads", type=positive_int, default=None,
+                    help="threads for the kernels and BLAS (default: all cores; more than the cores "
+                         "is capped at the cores)")
     ap.add_argument("--backend", choices=["c", "numba", "numpy"], default=None,
                     help="kernel backend (default: CODETTE_BACKEND or the best available)")
     ap.add_argument("--export-dtype", default="f16", choices=["none", "f32", "f16", "bf16", "q8_0", "q4_0"],
@@ -88,10 +97,15 @@ def _set_threads_and_reexec(args, argv):
     """Thread counts must be in the environment before numpy / OpenMP load: re-exec once."""
     if args.threads is None:
         return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    asked, args.threads = args.threads, min(args.threads, cores)
     want = str(args.threads)
     keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
     if all(os.environ.get(k) == want for k in keys):
         return
+    if asked > cores:
+        print(f"warning: --threads {asked} is more than the {cores} cores this process may use; "
+              f"using {cores}", file=sys.stderr)
     env = dict(os.environ, **{k: want for k in keys})
     os.execve(sys.executable, [sys.executable, "-m", "codette_np.train", *argv], env)
 
@@ -120,26 +134,42 @@ def _gib(n):
 
 
 class Log:
-    """train.log (human) and metrics.jsonl (one record per step and per eval)."""
+    """train.log (human) and metrics.jsonl (one record per step and per eval).
+
+    Nothing in the run directory is touched until `open()`, which the run
+    calls once its inputs have passed every check: until then messages are
+    printed and kept, and written to train.log when it opens."""
 
     def __init__(self, out: Path, resume_step: int | None):
-        self.out = out
-        mpath = out / "metrics.jsonl"
-        if resume_step is not None and mpath.exists():
+        self.out, self.resume_step = out, resume_step
+        self.metrics = self.text = None
+        self.pending: list[str] = []
+
+    def open(self):
+        mpath, resume = self.out / "metrics.jsonl", self.resume_step
+        if resume is not None and mpath.exists():
             # drop records past the checkpoint: they are replayed identically
             keep = [l for l in mpath.read_text().splitlines()
-                    if l.strip() and json.loads(l).get("step", 0) <= resume_step]
+                    if l.strip() and json.loads(l).get("step", 0) <= resume]
             mpath.write_text("".join(k + "\n" for k in keep))
-        self.metrics = open(mpath, "a" if resume_step is not None else "w")
-        self.text = open(out / "train.log", "a" if resume_step is not None else "w")
+        self.metrics = open(mpath, "a" if resume is not None else "w")
+        self.text = open(self.out / "train.log", "a" if resume is not None else "w")
+        for line in self.pending:
+            self.text.write(line)
+        self.text.flush()
+        self.pending = []
 
     def record(self, rec: dict):
         self.metrics.write(json.dumps(rec) + "\n")
         self.metrics.flush()
 
     def say(self, msg: str, echo=True):
-        self.text.write(time.strftime("%H:%M:%S ") + msg + "\n")
-        self.text.flush()
+        line = time.strftime("%H:%M:%S ") + msg + "\n"
+        if self.text is None:
+            self.pending.append(line)
+        else:
+            self.text.write(line)
+            self.text.flush()
         if echo:
             from tqdm import tqdm
             tqdm.write(msg)
@@ -147,7 +177,10 @@ class Log:
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.no_builtin and not args.data:
+        ap.error("--no-builtin needs --data (the files to train on instead of the built-in set)")
     _set_threads_and_reexec(args, argv)
     from codette_np.checkpoint import CheckpointError
     from codette_np.data import DataError
@@ -176,10 +209,21 @@ def run(args) -> int:
     from codette_np.tokenizer import Tokenizer, VocabTooLarge, train_or_load
 
     out = Path(args.out or f"runs/{args.size}")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a directory; give a directory for the run")
     state = None
     if args.resume:
         state = _load_resume(out / "last.ckpt", args)
+    elif not args.overwrite:
+        held = [n for n in ("last.ckpt", "best.ckpt") if (out / n).is_file()]
+        if held:
+            raise UserError(f"{out} already holds a run ({' and '.join(held)}); continue it with --out "
+                            f"{out} --resume, start again there with --overwrite (its files are replaced), "
+                            f"or give another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the run directory {out}: {e.strerror or e}") from None
     d = SIZE_DEFAULTS[args.size]
     B = args.batch_size or d["batch_size"]
     T = args.seq_len or d["seq_len"]
@@ -251,6 +295,7 @@ def run(args) -> int:
         raise UserError(f"only {len(rows)} rows of {T + 1} tokens in the training data; "
                         f"lower --batch-size or --seq-len, or add data")
 
+    log.open()  # every input check has passed: from here on the run writes its files
     model = Model(cfg, seed=args.seed, backend=args.backend)
     opt = AdamW(model, lr=max_lr, weight_decay=args.weight_decay)
     step, tokens_seen, best_val = 0, 0, math.inf
