@@ -11,8 +11,10 @@ Layout of a `.ckpt` file:
 
 Writing goes to a temporary file in the same directory, is fsynced, then
 renamed over the target, so a crash leaves either the old file or the new
-one. Loading checks the magic, the lengths, the whole-file digest and each
-blob's digest; any mismatch is a CheckpointError naming the file.
+one. Loading reads the header first (read_header: enough to plan memory),
+then streams each blob into its array, checking the magic, the lengths,
+each blob's digest and the whole-file digest; any mismatch is a
+CheckpointError naming the file.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -79,41 +82,127 @@ def save_checkpoint(path, header: dict, blobs: dict[str, np.ndarray]):
         pass
 
 
-def load_checkpoint(path) -> tuple[dict, dict[str, np.ndarray]]:
-    """(header, blobs) from `path`; CheckpointError if missing, truncated or corrupt."""
+def read_header(path) -> dict:
+    """The header of a checkpoint (with its blob table), reading only the file's start.
+
+    Checks the magic and the lengths; the checksums are verified by load_checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        raw = path.read_bytes()
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            start = f.read(len(MAGIC) + 8)
+            if len(start) < len(MAGIC) + 8 or start[:len(MAGIC)] != MAGIC or size < len(start) + 32:
+                raise CheckpointError(f"{path} is not a codette_np checkpoint (bad magic or too short)")
+            (hlen,) = struct.unpack("<Q", start[len(MAGIC):])
+            if len(start) + hlen + 32 > size:
+                raise CheckpointError(f"checkpoint {path} is corrupt or truncated (header length)")
+            raw = f.read(hlen)
     except OSError as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
-    if len(raw) < len(MAGIC) + 8 + 32 or raw[:len(MAGIC)] != MAGIC:
-        raise CheckpointError(f"{path} is not a codette_np checkpoint (bad magic or too short)")
-    if hashlib.sha256(memoryview(raw)[:-32]).digest() != raw[-32:]:
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated (checksum mismatch)")
-    (hlen,) = struct.unpack("<Q", raw[len(MAGIC):len(MAGIC) + 8])
-    h0 = len(MAGIC) + 8
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
     try:
-        header = json.loads(raw[h0:h0 + hlen].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        header = json.loads(raw.decode())
+        blobs = header["blobs"]
+        end = len(MAGIC) + 8 + hlen + sum(int(e["nbytes"]) for e in blobs)
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path} has an unreadable header: {e}") from None
-    base = h0 + hlen
+    if end + 32 != size:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated (size {size}, expected {end + 32})")
+    return header
+
+
+def load_checkpoint(path, into: dict[str, np.ndarray] | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """(header, blobs) from `path`; CheckpointError if missing, truncated or corrupt.
+
+    Streams the file blob by blob (the whole file is never in memory twice):
+    a blob named in `into` is read straight into that array (same dtype and
+    size), the others into new arrays. Every blob's digest and the file's
+    digest are checked; on a mismatch nothing read may be trusted."""
+    path = Path(path)
+    header = read_header(path)
+    into = into or {}
+    digest = hashlib.sha256()
     blobs = {}
-    for e in header.pop("blobs"):
-        lo, hi = base + e["offset"], base + e["offset"] + e["nbytes"]
-        if hi > len(raw) - 32:
-            raise CheckpointError(f"checkpoint {path} is truncated (blob {e['name']})")
-        buf = memoryview(raw)[lo:hi]
-        if hashlib.sha256(buf).hexdigest() != e["sha256"]:
-            raise CheckpointError(f"checkpoint {path}: blob {e['name']} fails its checksum")
-        blobs[e["name"]] = np.frombuffer(buf, dtype=np.dtype(e["dtype"])).reshape(e["shape"]).copy()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(MAGIC) + 8)
+            digest.update(head)
+            (hlen,) = struct.unpack("<Q", head[len(MAGIC):])
+            digest.update(f.read(hlen))
+            for e in header["blobs"]:
+                dt, shape = np.dtype(e["dtype"]), tuple(e["shape"])
+                dst = into.get(e["name"])
+                if dst is not None:
+                    if dst.dtype != dt or dst.size * dt.itemsize != e["nbytes"] or not dst.flags.c_contiguous:
+                        raise CheckpointError(f"checkpoint {path}: blob {e['name']} is {e['dtype']} {shape}, "
+                                              f"which does not fit the given {dst.dtype} {dst.shape} array")
+                    a = dst
+                else:
+                    a = np.empty(shape, dtype=dt)
+                buf = memoryview(a).cast("B") if a.size else memoryview(bytearray(0))
+                if f.readinto(buf) != e["nbytes"]:
+                    raise CheckpointError(f"checkpoint {path} is truncated (blob {e['name']})")
+                digest.update(buf)
+                if hashlib.sha256(buf).hexdigest() != e["sha256"]:
+                    raise CheckpointError(f"checkpoint {path}: blob {e['name']} fails its checksum")
+                blobs[e["name"]] = a if dst is not None else a.reshape(shape)
+            if f.read(32) != digest.digest():
+                raise CheckpointError(f"checkpoint {path} is corrupt or truncated (checksum mismatch)")
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    header.pop("blobs")
     return header, blobs
 
+
+def read_blob(path, name: str) -> np.ndarray:
+    """One blob of a checkpoint, read alone (checked against its own digest)."""
+    path = Path(path)
+    header = read_header(path)
+    for e in header["blobs"]:
+        if e["name"] == name:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(len(MAGIC))
+                    (hlen,) = struct.unpack("<Q", f.read(8))
+                    f.seek(len(MAGIC) + 8 + hlen + e["offset"])
+                    raw = f.read(e["nbytes"])
+            except OSError as err:
+                raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
+            if len(raw) != e["nbytes"] or hashlib.sha256(raw).hexdigest() != e["sha256"]:
+                raise CheckpointError(f"checkpoint {path}: blob {name} fails its checksum")
+            return np.frombuffer(raw, dtype=np.dtype(e["dtype"])).reshape(e["shape"]).copy()
+    raise CheckpointError(f"checkpoint {path} has no {name}")
 
 
 # ---------------------------------------------------------------------------
 # run directories
+
+_TMP = re.compile(r"^\..+\.tmp-(\d+)$")  # save_checkpoint's temporaries: .<name>.tmp-<pid>
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory) -> list[Path]:
+    """Delete the temporaries that writers killed mid-save left behind (their PID is gone)."""
+    removed = []
+    d = Path(directory)
+    if not d.is_dir():
+        return removed
+    for p in d.iterdir():
+        m = _TMP.match(p.name)
+        if m and p.is_file() and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def resolve(path) -> Path:
@@ -136,9 +225,9 @@ def load_model_and_tokenizer(path, backend: str | None = None):
     from codette_np.model import Model
     from codette_np.tokenizer import Tokenizer
 
-    header, blobs = load_checkpoint(resolve(path))
-    cfg = ModelConfig.from_dict(header["config"])
+    path = resolve(path)
+    cfg = ModelConfig.from_dict(read_header(path)["config"])
     model = Model(cfg, init=False, backend=backend)
-    model.params[:] = blobs["params"]
+    header, blobs = load_checkpoint(path, into={"params": model.params})
     tok = Tokenizer.from_proto(blobs["tokenizer"].tobytes())
     return model, tok, header

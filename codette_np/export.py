@@ -213,6 +213,8 @@ def export_checkpoint(checkpoint, out=None, dtype: str = "f16", name: str | None
     if out is not None:
         _check_output(Path(out))
     ckpt = resolve_checkpoint(checkpoint)
+    if out is not None:
+        _not_an_input(Path(out), ckpt)
     try:
         model, tok, header = load_model_and_tokenizer(ckpt)
     except CheckpointError as e:
@@ -244,6 +246,22 @@ def export_checkpoint(checkpoint, out=None, dtype: str = "f16", name: str | None
     return {"gguf": out, "modelfile": mf, "checkpoint": ckpt, "name": name, "dtype": dtype,
             "bytes": size_bytes, "f32_bytes": f32_file_size(size_bytes, cfg, dtype), "types": types,
             "provenance": provenance, "context_length": cfg.context_length, "n_params": model.n_params}
+
+
+RUN_FILES = ("last.ckpt", "best.ckpt", "metrics.jsonl", "train.log", ".lock")  # what a run directory needs
+
+
+def _not_an_input(out: Path, ckpt: Path) -> None:
+    """The output must not replace the checkpoint read, nor a file its run directory needs."""
+    o = out.resolve()
+    if o == ckpt.resolve():
+        raise ExportError(f"--out {out} is the checkpoint being exported; give another file name "
+                          f"such as model.gguf")
+    if o.parent == ckpt.resolve().parent and (o.name in RUN_FILES or o.suffix == ".ckpt"):
+        raise ExportError(f"--out {out} would replace {o.name} of the run in {o.parent}; give another "
+                          f"file name such as model.gguf")
+    if "tokenizer" in o.relative_to(o.anchor).parts and (ckpt.resolve().parent / "tokenizer") in o.parents:
+        raise ExportError(f"--out {out} is inside the run's tokenizer cache; give another file name")
 
 
 def _check_output(out: Path) -> None:
@@ -281,6 +299,11 @@ def report(result: dict) -> str:
     """What was written, its size against an f32 file, and the next commands."""
     p = result["provenance"]
     size = f"{_mib(result['bytes'])} as {result['dtype']}"
+    other = sorted({t for t in result["types"].values() if t != result["dtype"]})
+    if other and result["dtype"] in ("q8_0", "q4_0"):
+        n = sum(t != result["dtype"] for t in result["types"].values())
+        size += (f" ({n} of {len(result['types'])} tensors as {'/'.join(other)}: vectors, and matrices "
+                 f"whose rows are not multiples of 32)")
     if result["dtype"] != "f32":
         size += f" ({result['bytes'] / result['f32_bytes']:.0%} of the {_mib(result['f32_bytes'])} of f32)"
     lines = [f"wrote {result['gguf']}: {size}, {result['n_params']:,} parameters"]

@@ -106,6 +106,7 @@ class Model:
         self._g = self.layout.views(self.grads)
         self._pf = [self.layout.fused(self.params, i) for i in range(cfg.n_layer)]
         self._gf = [self.layout.fused(self.grads, i) for i in range(cfg.n_layer)]
+        self.grads_valid = False  # True once forward_backward has written self.grads
         self._train_acts: Activations | None = None  # buffers for the last training (B, T)
         self._infer_acts: Activations | None = None  # buffers for the last inference (B, T)
         if init:
@@ -358,6 +359,7 @@ class Model:
                                      a.dln, a.resid[l], p[pre + "attn_norm.weight"],
                                      a.ln1_mean[l], a.ln1_rstd[l])  # now d resid[l]
         K.embedding_backward(dwte, a.dresid, tokens.reshape(N))
+        self.grads_valid = True
         return loss
 
     def activation_bytes(self, B: int, T: int) -> int:

@@ -31,6 +31,12 @@ def lr_schedule(step: int, max_lr: float, min_lr: float, warmup_steps: int, tota
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
 
 
+def _check_lr(lr) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) or not 0 <= lr < math.inf:
+        raise ValueError(f"the learning rate must be a finite number >= 0, got {lr!r}")
+    return float(lr)
+
+
 class AdamW:
     """AdamW with bias correction and decoupled weight decay on matrices only.
 
@@ -40,7 +46,8 @@ class AdamW:
 
     def __init__(self, model, lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1):
         b1, b2 = betas
-        if not (lr >= 0 and 0 <= b1 < 1 and 0 <= b2 < 1 and eps > 0 and weight_decay >= 0):
+        _check_lr(lr)
+        if not (0 <= b1 < 1 and 0 <= b2 < 1 and 0 < eps < math.inf and 0 <= weight_decay < math.inf):
             raise ValueError(f"invalid AdamW hyperparameters lr={lr} betas={betas} eps={eps} "
                              f"weight_decay={weight_decay}")
         self.model = model
@@ -61,7 +68,13 @@ class AdamW:
         A non-finite grad norm raises FloatingPointError and leaves every
         buffer untouched (the caller decides whether to skip the step).
         """
-        lr = self.lr if lr is None else lr
+        lr = self.lr if lr is None else _check_lr(lr)
+        if max_grad_norm is not None and not 0 <= max_grad_norm < math.inf:
+            raise ValueError(f"max_grad_norm must be a finite number >= 0 (or None), got {max_grad_norm}")
+        if not self.model.grads_valid:
+            raise RuntimeError("opt.step() before any forward_backward: model.grads holds no gradients "
+                               "yet (call model.forward_backward first, or set model.grads_valid after "
+                               "writing model.grads yourself)")
         norm = self.grad_norm()
         if not math.isfinite(norm):
             raise FloatingPointError(f"non-finite gradient norm ({norm}); update skipped")

@@ -2,7 +2,7 @@
 
     python -m codette_np.train --size micro
     python -m codette_np.train --size nano --max-steps 200 --out runs/nano
-    python -m codette_np.train --out runs/micro --resume        # continue a run
+    python -m codette_np.train --out runs/micro --resume        # continue a run with its own settings
 
 What a run does, in order: generate the built-in dataset (or read --data),
 split it by example per category, train (or load from cache) a SentencePiece
@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--save-every", type=positive_int, default=1000, help="write last.ckpt every N steps (default 1000)")
     ap.add_argument("--out", default=None, help="run directory (default runs/<size>)")
     ap.add_argument("--resume", action="store_true", help="continue from <out>/last.ckpt")
+    ap.add_argument("--allow-data-change", action="store_true",
+                    help="with --resume: continue although the training data differs from the data "
+                         "the checkpoint was trained on (without it, such a resume is refused)")
     ap.add_argument("--overwrite", action="store_true",
                     help="start a new run in an --out that already holds one, replacing its files "
                          "(without it, such an --out is refused)")
@@ -110,15 +113,34 @@ def _set_threads_and_reexec(args, argv):
     os.execve(sys.executable, [sys.executable, "-m", "codette_np.train", *argv], env)
 
 
+def _read_int(path) -> int | None:
+    try:
+        text = Path(path).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 def available_memory_bytes() -> int | None:
+    """What this process may still allocate: MemAvailable, lowered by a container's
+    memory limit (cgroup v2 memory.max, or v1 memory.limit_in_bytes) minus its usage."""
+    avail = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    avail = int(line.split()[1]) * 1024
     except OSError:
-        return None
-    return None
+        pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        limit, usage = _read_int(limit_file), _read_int(usage_file)
+        if limit is not None and limit < 1 << 60:  # "max" or a huge number means no limit
+            room = max(0, limit - (usage or 0))
+            avail = room if avail is None else min(avail, room)
+            break
+    return avail
 
 
 def memory_estimate(cfg, B, T) -> int:
@@ -148,9 +170,22 @@ class Log:
     def open(self):
         mpath, resume = self.out / "metrics.jsonl", self.resume_step
         if resume is not None and mpath.exists():
-            # drop records past the checkpoint: they are replayed identically
-            keep = [l for l in mpath.read_text().splitlines()
-                    if l.strip() and json.loads(l).get("step", 0) <= resume]
+            # drop records past the checkpoint (they are replayed identically) and lines that
+            # a killed writer tore: the checkpoint, not the log, is the run's state
+            keep, torn = [], 0
+            for line in mpath.read_text(errors="replace").splitlines():
+                try:
+                    rec = json.loads(line) if line.strip() else None
+                except json.JSONDecodeError:
+                    torn += 1
+                    continue
+                if isinstance(rec, dict) and rec.get("step", 0) <= resume:
+                    keep.append(line)
+                elif rec is not None and not isinstance(rec, dict):
+                    torn += 1
+            if torn:
+                self.say(f"metrics.jsonl: dropped {torn} unreadable line(s) (a write cut short); "
+                         f"the records up to step {resume} are kept")
             mpath.write_text("".join(k + "\n" for k in keep))
         self.metrics = open(mpath, "a" if resume is not None else "w")
         self.text = open(self.out / "train.log", "a" if resume is not None else "w")
@@ -173,6 +208,22 @@ class Log:
         if echo:
             from tqdm import tqdm
             tqdm.write(msg)
+            sys.stdout.flush()  # on screen before a long allocation (or an out-of-memory kill)
+
+
+# the flags a --resume may give again (everything else comes from the checkpoint)
+RESUMABLE = ("max_steps", "eval_every", "save_every", "threads", "quiet", "ignore_memory_check",
+             "export_dtype", "allow_data_change")
+
+
+def given_flags(ap, argv) -> dict:
+    """The options `argv` names explicitly (dest -> value), defaults left out."""
+    import copy
+
+    quiet = copy.deepcopy(ap)
+    for a in quiet._actions:
+        a.default = argparse.SUPPRESS
+    return vars(quiet.parse_args(argv))
 
 
 def main(argv=None):
@@ -181,58 +232,135 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.no_builtin and not args.data:
         ap.error("--no-builtin needs --data (the files to train on instead of the built-in set)")
+    if args.resume and args.overwrite:
+        ap.error("--resume continues a run and --overwrite starts a new one: give one of them")
     _set_threads_and_reexec(args, argv)
+    from codette_np.backend import BackendUnavailable
     from codette_np.checkpoint import CheckpointError
     from codette_np.data import DataError
     from codette_np.tokenizer import TokenizerError
 
     try:
-        return run(args)
-    except (DataError, CheckpointError, TokenizerError, UserError) as e:
+        return run(args, given_flags(ap, argv))
+    except (DataError, CheckpointError, TokenizerError, UserError, BackendUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the loop's own handler is installed
+        print("error: interrupted during start-up, before the first step; no checkpoint was written",
+              file=sys.stderr)
+        return 130
 
 
 class UserError(RuntimeError):
     pass
 
 
-def run(args) -> int:
+_HELD_LOCKS = []  # run-directory locks this process holds
+
+
+def _lock(out: Path):
+    """Hold <out>/.lock for the whole run; a second run on the same directory is refused."""
+    import fcntl
+
+    f = open(out / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        pid = f.read().strip() or "unknown"
+        f.close()
+        raise UserError(f"another training (PID {pid}) is using {out}; wait for it, stop it, "
+                        f"or give another --out") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def _resume_args(args, given: dict, header: dict, path: Path):
+    """The saved run's settings, with the flags that may change taken from this command."""
+    saved = dict(header.get("args") or {})
+    for k, v in given.items():
+        if k in RESUMABLE or k in ("resume", "out"):
+            continue
+        if k in saved and saved[k] != v:
+            flag = "--" + k.replace("_", "-")
+            raise UserError(f"--resume continues the run in {path.parent} with its own settings: {flag} "
+                            f"was {saved[k]!r} there, not {v!r}; leave it out (only "
+                            f"{', '.join('--' + r.replace('_', '-') for r in RESUMABLE)} may change)")
+    merged = {**vars(args), **{k: v for k, v in saved.items() if k not in RESUMABLE}}
+    merged.update({k: getattr(args, k) for k in RESUMABLE})
+    merged.update(resume=True, out=args.out, overwrite=False)
+    return argparse.Namespace(**merged)
+
+
+def data_digest(examples) -> str:
+    """sha256 over the examples (category and text, in order): what the run trains on."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for e in examples:
+        h.update(json.dumps([e["category"], e["text"]]).encode())
+    return h.hexdigest()
+
+
+def resume_command(out: Path) -> str:
+    import shlex
+
+    return f"python -m codette_np.train --out {shlex.quote(str(out))} --resume"
+
+
+def run(args, given: dict | None = None) -> int:
+    import tempfile
+
     import numpy as np
     from tqdm import tqdm
 
-    from codette_np import AdamW, Model, ModelConfig, lr_schedule
+    from codette_np import AdamW, Model, ModelConfig, backend, lr_schedule
     from codette_np import checkpoint as ck
     from codette_np import data as D
     from codette_np import evaluate as E
     from codette_np.batches import batch_at, pack_rows
     from codette_np.tokenizer import Tokenizer, VocabTooLarge, train_or_load
 
+    env_backend = os.environ.get("CODETTE_BACKEND")
+    if env_backend and env_backend.strip().lower() not in backend.ORDER:
+        raise UserError(f"CODETTE_BACKEND={env_backend!r} is not a kernel backend; use one of "
+                        f"{', '.join(backend.ORDER)}, or unset it")
     out = Path(args.out or f"runs/{args.size}")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory; give a directory for the run")
     state = None
     if args.resume:
-        state = _load_resume(out / "last.ckpt", args)
+        path = out / "last.ckpt"
+        if not path.is_file():
+            raise UserError(f"nothing to resume: {path} does not exist (start the run without --resume)")
+        header = ck.read_header(path)  # the settings and sizes; the arrays are read after the memory check
+        if header.get("format") != CKPT_FORMAT:
+            raise UserError(f"{path}: unsupported checkpoint format {header.get('format')}")
+        args = _resume_args(args, given or {}, header, path)
+        state = {"header": header, "path": path, "step": header["step"]}
     elif not args.overwrite:
         held = [n for n in ("last.ckpt", "best.ckpt") if (out / n).is_file()]
         if held:
-            raise UserError(f"{out} already holds a run ({' and '.join(held)}); continue it with --out "
-                            f"{out} --resume, start again there with --overwrite (its files are replaced), "
-                            f"or give another --out")
+            raise UserError(f"{out} already holds a run ({' and '.join(held)}); continue it with "
+                            f"{resume_command(out)}, start again there with --overwrite (its files are "
+                            f"replaced), or give another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
     except OSError as e:
-        raise UserError(f"cannot create the run directory {out}: {e.strerror or e}") from None
+        raise UserError(f"cannot write in the run directory {out}: {e.strerror or e}") from None
+    _HELD_LOCKS.append(_lock(out))  # held until the process ends
+    for p in ck.remove_stale_temporaries(out):
+        print(f"removed {p}, a temporary left by a save that was killed", file=sys.stderr)
     d = SIZE_DEFAULTS[args.size]
     B = args.batch_size or d["batch_size"]
     T = args.seq_len or d["seq_len"]
     max_lr = args.lr or d["lr"]
     min_lr = args.min_lr if args.min_lr is not None else max_lr / 10
-    for name, v in (("batch-size", B), ("seq-len", T), ("max-steps", args.max_steps),
-                    ("eval-every", args.eval_every), ("save-every", args.save_every)):
-        if v <= 0:
-            raise UserError(f"--{name} must be positive, got {v}")
     log = Log(out, state["step"] if state else None)
 
     # 1) size and memory, before generating or allocating anything
@@ -262,7 +390,15 @@ def run(args) -> int:
     if args.data:
         examples += D.load_user_data(args.data)
     if not examples:
-        raise UserError("no training examples (--no-builtin needs --data)")
+        raise UserError("no training examples: --samples is 0 and no --data was given")
+    digest = data_digest(examples)
+    if state is not None and state["header"].get("data_sha256") not in (None, digest):
+        if not args.allow_data_change:
+            raise UserError(f"the training data changed since {state['path']} was saved (now "
+                            f"{len(examples)} examples); resume on the data it was trained on, or pass "
+                            f"--allow-data-change to continue on the new data")
+        log.say("the training data changed since the checkpoint: continuing on the new data "
+                "(--allow-data-change)")
     train_ex, val_ex = D.split_by_example(examples, val_fraction=0.05, seed=args.seed)
     cats = sorted({e["category"] for e in examples})
     log.say(f"data: {len(train_ex)} training / {len(val_ex)} validation examples in "
@@ -270,7 +406,7 @@ def run(args) -> int:
 
     # 3) tokenizer (cached by corpus hash and settings; restored from the checkpoint on resume)
     if state is not None:
-        tok = Tokenizer.from_proto(state["blobs"]["tokenizer"].tobytes())
+        tok = Tokenizer.from_proto(ck.read_blob(state["path"], "tokenizer").tobytes())
     else:
         corpus = [e["text"] for e in train_ex]
         try:
@@ -286,10 +422,6 @@ def run(args) -> int:
     log.say(f"tokenizer: SentencePiece BPE, {tok.vocab_size} pieces")
 
     cfg = planned.replace(vocab_size=tok.vocab_size)
-    if state is not None:
-        if (B, T) != tuple(state["header"]["shape"]):
-            raise UserError(f"--resume: this run used batch {state['header']['shape'][0]} x seq "
-                            f"{state['header']['shape'][1]}; pass the same --batch-size/--seq-len")
     rows = pack_rows([tok.encode(e["text"]) for e in train_ex], tok.bos_id, tok.eos_id, T, args.seed)
     if len(rows) < B:
         raise UserError(f"only {len(rows)} rows of {T + 1} tokens in the training data; "
@@ -299,10 +431,9 @@ def run(args) -> int:
     model = Model(cfg, seed=args.seed, backend=args.backend)
     opt = AdamW(model, lr=max_lr, weight_decay=args.weight_decay)
     step, tokens_seen, best_val = 0, 0, math.inf
-    if state is not None:
-        model.params[:] = state["blobs"]["params"]
-        opt.load_state_dict({"m": state["blobs"]["m"], "v": state["blobs"]["v"],
-                             "t": state["header"]["opt_t"]})
+    if state is not None:  # streamed straight into the model's and the optimizer's buffers
+        ck.load_checkpoint(state["path"], into={"params": model.params, "m": opt.m, "v": opt.v})
+        opt.t = state["header"]["opt_t"]
         step = state["header"]["step"]
         tokens_seen = state["header"]["tokens_seen"]
         best_val = state["header"]["best_val"] if state["header"]["best_val"] is not None else math.inf
@@ -320,7 +451,7 @@ def run(args) -> int:
                   # the only randomness after init is the data order, a pure function of
                   # (seed, epoch): batches.batch_at; so the seed is the whole RNG state
                   "rng": {"seed": args.seed, "data_order": "default_rng([seed, epoch]).permutation"},
-                  "backend": model.backend_name}
+                  "data_sha256": digest, "backend": model.backend_name}
         blobs = {"params": model.params, "m": opt.m, "v": opt.v,
                  "tokenizer": np.frombuffer(tok.model_proto, dtype=np.uint8)}
         try:
@@ -328,6 +459,15 @@ def run(args) -> int:
         except ValueError as e:
             log.say(f"checkpoint not written: {e}")
             return False
+        except OSError as e:
+            import errno
+
+            why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+            good = [f"{p} (step {ck.read_header(p)['step']})" for p in (out / "last.ckpt", out / "best.ckpt")
+                    if p.is_file()]
+            raise UserError(f"cannot write {path}: {why}; "
+                            + (f"{' and '.join(good)} still good" if good else "no checkpoint of this run "
+                               "was written yet")) from None
         return True
 
     stop = {"sig": None}
@@ -371,9 +511,10 @@ def run(args) -> int:
                     f"({bad} in a row)")
             if bad >= MAX_BAD_STEPS:
                 bar.close()
+                best = out / "best.ckpt"
                 raise UserError(f"{bad} non-finite steps in a row at step {step}: training diverged. "
-                                f"Lower --lr (now {max_lr}) or --max-grad-norm, or resume from "
-                                f"{out / 'best.ckpt'}")
+                                f"Lower --lr (now {max_lr}) or --max-grad-norm"
+                                + (f"; {best} holds the best weights so far" if best.is_file() else ""))
         else:
             bad = 0
         step += 1
@@ -392,7 +533,7 @@ def run(args) -> int:
             bar.close()
             save(out / "last.ckpt", "interrupted")
             log.say(f"stopped by signal {stop['sig']} at step {step}; saved {out / 'last.ckpt'}; "
-                    f"continue with: python -m codette_np.train --out {out} --resume")
+                    f"continue with: {resume_command(out)}")
             for s, h in old.items():
                 signal.signal(s, h)
             return 128 + stop["sig"]
@@ -401,6 +542,11 @@ def run(args) -> int:
     last_eval = do_eval()
     for s, h in old.items():
         signal.signal(s, h)
+    if stop["sig"] is not None:  # during the final evaluation: the run is saved, not exported
+        log.say(f"stopped by signal {stop['sig']} during the final evaluation; {out / 'last.ckpt'} "
+                f"(step {step}) is saved; no GGUF was written (python -m codette_np.export "
+                f"--checkpoint {out} writes it)")
+        return 128 + stop["sig"]
 
     # 5) export
     if args.export_dtype != "none":
@@ -423,24 +569,6 @@ def _export(model, tok, cfg, out, dtype, step, tokens_seen, last_eval, log, size
             f"  python -c \"from llama_cpp import Llama; print(Llama('{gguf}')('Hello', max_tokens=32))\"\n"
             f"  llama-cli -m {gguf} -cnv\n"
             f"  cd {out} && ollama create codette-{size} -f Modelfile && ollama run codette-{size}")
-
-
-def _load_resume(path, args):
-    from codette_np import checkpoint as ck
-
-    header, blobs = ck.load_checkpoint(path)
-    if header.get("format") != CKPT_FORMAT:
-        raise UserError(f"{path}: unsupported checkpoint format {header.get('format')}")
-    saved = header["args"]
-    for k in ("size", "samples", "mix", "seed", "vocab_size", "data", "no_builtin"):
-        if saved.get(k) != getattr(args, k):
-            raise UserError(f"--resume: --{k.replace('_', '-')} was {saved.get(k)!r} in the saved run, "
-                            f"now {getattr(args, k)!r}; use the same value")
-    for k in ("lr", "min_lr", "warmup_steps", "weight_decay", "max_grad_norm"):
-        if getattr(args, k) != saved.get(k):
-            raise UserError(f"--resume: --{k.replace('_', '-')} differs from the saved run "
-                            f"({saved.get(k)!r}); use the same value for an exact continuation")
-    return {"header": header, "blobs": blobs, "step": header["step"]}
 
 
 if __name__ == "__main__":

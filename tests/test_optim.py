@@ -45,6 +45,7 @@ def test_decay_policy_matrices_only():
         before = {n: p.copy() for n, p in m.named_parameters()}
         opt = AdamW(m, lr=0.1, weight_decay=0.5)
         m.grads[:] = 0.0
+        m.grads_valid = True  # gradients written by hand
         opt.step()
         for name, p in m.named_parameters():
             if p.ndim == 2:
@@ -68,6 +69,7 @@ def test_clipping_scales_the_update(rng):
     g = rng.standard_normal(m1.grads.shape).astype(np.float32)
     m1.grads[:] = g
     m2.grads[:] = g * (1.0 / (np.linalg.norm(g.astype(np.float64)) + 1e-6))
+    m1.grads_valid = m2.grads_valid = True  # gradients written by hand
     o1, o2 = AdamW(m1, lr=1e-2), AdamW(m2, lr=1e-2)
     n1 = o1.step(max_grad_norm=1.0)
     o2.step()
@@ -81,6 +83,40 @@ def test_nonfinite_grad_norm_skips(rng):
     before = m.params.copy()
     m.grads[:] = 0
     m.grads[5] = np.nan
+    m.grads_valid = True
     with pytest.raises(FloatingPointError):
         opt.step()
     assert np.array_equal(before, m.params) and opt.t == 0
+
+
+def test_step_before_any_backward_is_refused():
+    """No gradients yet: the step must not decay weights or advance the step count."""
+    m = Model(ModelConfig.preset("nano"), seed=0)
+    opt = AdamW(m, weight_decay=0.1)
+    before = m.params.copy()
+    with pytest.raises(RuntimeError, match="before any forward_backward"):
+        opt.step()
+    assert np.array_equal(before, m.params) and opt.t == 0
+
+
+@pytest.mark.parametrize("lr", [math.inf, -1.0, math.nan, "0.1", True])
+def test_bad_learning_rates_are_refused(lr):
+    m = Model(ModelConfig.preset("nano"), seed=0)
+    with pytest.raises(ValueError, match="learning rate"):
+        AdamW(m, lr=lr)
+    opt = AdamW(m)
+    tokens = np.zeros((1, 5), np.int32)
+    m.forward_backward(tokens, tokens)
+    before = m.params.copy()
+    with pytest.raises(ValueError, match="learning rate"):
+        opt.step(lr=lr)
+    assert np.array_equal(before, m.params) and opt.t == 0
+
+
+@pytest.mark.parametrize("clip", [-1.0, math.nan, math.inf])
+def test_bad_clip_is_refused(clip):
+    m = Model(ModelConfig.preset("nano"), seed=0)
+    tokens = np.zeros((1, 5), np.int32)
+    m.forward_backward(tokens, tokens)
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        AdamW(m).step(max_grad_norm=clip)

@@ -118,7 +118,7 @@ def test_bad_user_data_names_file_and_line(tmp_path):
 
 def test_resume_without_checkpoint_is_clear(tmp_path):
     r = train(tmp_path / "none", "--max-steps", "2", "--resume", check=False)
-    assert r.returncode == 2 and "not found" in r.stderr
+    assert r.returncode == 2 and "nothing to resume" in r.stderr
 
 
 def test_help_documents_every_flag():

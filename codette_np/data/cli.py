@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import time
 from collections import Counter
 from pathlib import Path
 
+from codette_np.argtypes import Parser
 from codette_np.data.common import CATEGORIES, DataError
 from codette_np.data.mix import generate, parse_mix
 from codette_np.data.stats import distinct_ngram_stats
@@ -23,7 +24,7 @@ def _record(e: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = Parser(
         prog="python -m codette_np.data",
         description="Generate the built-in mixed training dataset as JSONL.")
     ap.add_argument("--samples", type=int, default=5000, help="number of examples to generate (default 5000)")
@@ -50,10 +51,18 @@ def main(argv=None) -> int:
     print(f"generated {len(examples)} examples in {elapsed:.2f} s: "
           + ", ".join(f"{c}={counts.get(c, 0)}" for c in CATEGORIES))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            for e in examples:
-                f.write(json.dumps(_record(e), ensure_ascii=False) + "\n")
+        if args.out.is_dir():
+            ap.error(f"--out {args.out} is a directory; give a file name such as data.jsonl")
+        tmp = args.out.with_name(f".{args.out.name}.tmp-{os.getpid()}")
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                for e in examples:
+                    f.write(json.dumps(_record(e), ensure_ascii=False) + "\n")
+            os.replace(tmp, args.out)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            ap.error(f"cannot write {args.out}: {e.strerror or e}")
         print(f"wrote {args.out}")
     if args.stats:
         print(json.dumps(distinct_ngram_stats(examples), indent=2))
