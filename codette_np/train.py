@@ -113,6 +113,11 @@ def _set_threads_and_reexec(args, argv):
     os.execve(sys.executable, [sys.executable, "-m", "codette_np.train", *argv], env)
 
 
+# (limit, usage) of a container's memory: cgroup v2, then v1
+CGROUP_MEMORY_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                       ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
+
+
 def _read_int(path) -> int | None:
     try:
         text = Path(path).read_text().strip()
@@ -132,9 +137,7 @@ def available_memory_bytes() -> int | None:
                     avail = int(line.split()[1]) * 1024
     except OSError:
         pass
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for limit_file, usage_file in CGROUP_MEMORY_FILES:
         limit, usage = _read_int(limit_file), _read_int(usage_file)
         if limit is not None and limit < 1 << 60:  # "max" or a huge number means no limit
             room = max(0, limit - (usage or 0))
@@ -240,6 +243,7 @@ def main(argv=None):
     from codette_np.data import DataError
     from codette_np.tokenizer import TokenizerError
 
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return run(args, given_flags(ap, argv))
     except (DataError, CheckpointError, TokenizerError, UserError, BackendUnavailable) as e:
@@ -249,6 +253,9 @@ def main(argv=None):
         print("error: interrupted during start-up, before the first step; no checkpoint was written",
               file=sys.stderr)
         return 130
+    finally:  # the loop's Ctrl-C / SIGTERM handlers end with the run
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
 
 
 class UserError(RuntimeError):

@@ -128,3 +128,186 @@ def test_generate_bad_checkpoint_or_prompt_is_one_line(run_dir, tmp_path, case):
     elif case == "long-prompt":
         prompt, expect = "word " * 400, "leaves no room in context"
     one_error_line(cli("generate", "--checkpoint", ckpt, "--prompt", prompt), expect)
+
+
+# --------------------------------------------------------------------------- nothing lost, resume alone
+
+SETTINGS = ["--lr", "2e-3", "--warmup-steps", "2", "--weight-decay", "0.05", "--seq-len", "48"]
+
+
+def step_losses(out):
+    import json
+
+    recs = [json.loads(l) for l in (Path(out) / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    return {r["step"]: r["loss"] for r in recs if "loss" in r and r.get("kind") != "eval"}
+
+
+def test_resume_from_the_run_directory_alone(tmp_path):
+    """`--out DIR --resume` restores every setting; it continues exactly as the same resume with
+    every original flag typed again."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        assert cli("train", *TINY, *SETTINGS, "--max-steps", "3", "--out", d).returncode == 0
+    ra = cli("train", *TINY, *SETTINGS, "--max-steps", "5", "--out", a, "--resume")
+    rb = cli("train", "--out", b, "--resume", "--max-steps", "5")
+    assert ra.returncode == 0 and rb.returncode == 0, rb.stderr
+    la, lb = step_losses(a), step_losses(b)
+    assert sorted(lb) == [1, 2, 3, 4, 5] and all(la[s] == lb[s] for s in la)
+
+
+def test_resume_refuses_a_changed_setting(run_dir):
+    before = snapshot(run_dir)
+    r = cli("train", "--out", run_dir, "--resume", "--max-steps", "9", "--seq-len", "32")
+    one_error_line(r, "--seq-len was 64 there, not 32")
+    assert snapshot(run_dir) == before
+
+
+def test_resume_after_the_data_changed(tmp_path):
+    data, out = tmp_path / "mine.txt", tmp_path / "run"
+    data.write_text("\n\n".join(f"paragraph {i} about rivers and lanterns" for i in range(40)))
+    base = [*TINY, "--data", data, "--no-builtin", "--vocab-size", "300", "--seq-len", "16"]
+    assert cli("train", *base, "--max-steps", "2", "--out", out).returncode == 0
+    data.write_text("\n\n".join(f"other text {i} on gardens" for i in range(30)))
+    before = snapshot(out)
+    r = cli("train", "--out", out, "--resume", "--max-steps", "3")
+    one_error_line(r, "the training data changed since")
+    assert "--allow-data-change" in r.stderr and snapshot(out) == before
+    r = cli("train", "--out", out, "--resume", "--max-steps", "3", "--allow-data-change")
+    assert r.returncode == 0, r.stderr
+    assert "continuing on the new data" in (out / "train.log").read_text()
+
+
+def test_a_torn_metrics_line_is_dropped_on_resume(tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", *TINY, "--max-steps", "2", "--out", out).returncode == 0
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "lo')  # a write cut short
+    r = cli("train", "--out", out, "--resume", "--max-steps", "3")
+    assert r.returncode == 0, r.stderr
+    assert "dropped 1 unreadable line" in r.stdout
+    assert sorted(step_losses(out)) == [1, 2, 3]
+
+
+def test_a_second_run_on_the_same_directory_is_refused(tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "codette_np.train", *TINY, "--max-steps", "100000",
+                              "--save-every", "100000", "--out", str(out)], cwd=ROOT, env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import time
+
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "metrics.jsonl").exists():
+            time.sleep(0.1)
+        r = cli("train", *TINY, "--max-steps", "1", "--out", out, "--overwrite")
+        one_error_line(r, f"another training (PID {first.pid}) is using {out}")
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_stale_save_temporaries_are_removed(run_dir):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = run_dir / f".last.ckpt.tmp-{dead.pid}"
+    stale.write_bytes(b"x" * 1000)
+    r = cli("train", "--out", run_dir, "--resume", "--max-steps", "3")
+    assert r.returncode == 0, r.stderr
+    assert not stale.exists() and f"removed {stale}" in r.stderr
+
+
+def _in_process(monkeypatch, capsys, *args):
+    from codette_np import train
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    code = train.main([*map(str, TINY), *map(str, args)])
+    return code, capsys.readouterr()
+
+
+def test_a_full_disk_names_the_checkpoint_still_good(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from codette_np import checkpoint as ck
+
+    real, calls = ck.save_checkpoint, []
+
+    def full(path, *a, **kw):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(ck, "save_checkpoint", full)
+    out = tmp_path / "run"
+    code, io = _in_process(monkeypatch, capsys, "--max-steps", "4", "--save-every", "2", "--out", out)
+    assert code == 2
+    assert io.err.strip() == (f"error: cannot write {out / 'last.ckpt'}: the disk is full; "
+                              f"{out / 'last.ckpt'} (step 2) still good")
+
+
+def test_ctrl_c_during_start_up_is_one_line(tmp_path, monkeypatch, capsys):
+    from codette_np import data
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data, "generate", interrupted)
+    code, io = _in_process(monkeypatch, capsys, "--max-steps", "2", "--out", tmp_path / "run")
+    assert code == 130 and io.err.strip().startswith("error: interrupted during start-up")
+    assert not (tmp_path / "run" / "last.ckpt").exists()
+
+
+def test_ctrl_c_during_the_final_evaluation_is_not_swallowed(tmp_path, monkeypatch, capsys):
+    import signal
+
+    from codette_np import evaluate
+
+    real = evaluate.Evaluator.run
+
+    def interrupted(self):
+        os.kill(os.getpid(), signal.SIGINT)  # caught by the trainer's handler: a flag
+        return real(self)
+
+    monkeypatch.setattr(evaluate.Evaluator, "run", interrupted)
+    out = tmp_path / "run"
+    code, io = _in_process(monkeypatch, capsys, "--max-steps", "2", "--export-dtype", "f16", "--out", out)
+    assert code == 128 + signal.SIGINT
+    assert "during the final evaluation" in io.out
+    assert (out / "last.ckpt").is_file() and not list(out.glob("*.gguf"))
+
+
+@pytest.mark.parametrize("case", ["samples-0", "backend-env", "data-out-dir", "export-onto-input",
+                                  "export-onto-log"])
+def test_more_one_line_errors(run_dir, tmp_path, case):
+    if case == "samples-0":
+        r = cli("train", *TINY, "--samples", "0", "--max-steps", "1", "--out", tmp_path / "r")
+        one_error_line(r, "no training examples: --samples is 0 and no --data was given")
+    elif case == "backend-env":
+        r = subprocess.run([sys.executable, "-m", "codette_np.train", *TINY, "--max-steps", "1", "--out",
+                            str(tmp_path / "r")], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env=dict(ENV, CODETTE_BACKEND="cuda"))
+        one_error_line(r, "CODETTE_BACKEND='cuda' is not a kernel backend")
+    elif case == "data-out-dir":
+        one_error_line(cli("data", "--samples", "3", "--out", tmp_path), "is a directory")
+    elif case == "export-onto-input":
+        before = snapshot(run_dir)
+        r = cli("export", "--checkpoint", run_dir / "last.ckpt", "--out", run_dir / "last.ckpt")
+        one_error_line(r, "is the checkpoint being exported")
+        assert snapshot(run_dir) == before
+    elif case == "export-onto-log":
+        before = snapshot(run_dir)
+        one_error_line(cli("export", "--checkpoint", run_dir, "--out", run_dir / "metrics.jsonl"),
+                       "would replace metrics.jsonl of the run")
+        assert snapshot(run_dir) == before
+
+
+def test_a_container_memory_limit_lowers_what_is_available(tmp_path, monkeypatch):
+    from codette_np import train
+
+    limit, usage = tmp_path / "memory.max", tmp_path / "memory.current"
+    limit.write_text(f"{3 * 2**30}\n")
+    usage.write_text(f"{2**30}\n")
+    monkeypatch.setattr(train, "CGROUP_MEMORY_FILES", ((str(limit), str(usage)),))
+    assert train.available_memory_bytes() == 2 * 2**30
+    limit.write_text("max\n")
+    assert train.available_memory_bytes() > 0  # no limit: MemAvailable alone
