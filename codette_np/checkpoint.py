@@ -145,7 +145,7 @@ def load_checkpoint(path, into: dict[str, np.ndarray] | None = None) -> tuple[di
                     raise CheckpointError(f"checkpoint {path} is truncated (blob {e['name']})")
                 digest.update(buf)
                 if hashlib.sha256(buf).hexdigest() != e["sha256"]:
-                    raise CheckpointError(f"checkpoint {path}: blob {e['name']} fails its checksum")
+                    raise CheckpointError(f"checkpoint {path} is corrupt or truncated (blob {e['name']} fails its checksum)")
                 blobs[e["name"]] = a if dst is not None else a.reshape(shape)
             if f.read(32) != digest.digest():
                 raise CheckpointError(f"checkpoint {path} is corrupt or truncated (checksum mismatch)")
@@ -170,7 +170,7 @@ def read_blob(path, name: str) -> np.ndarray:
             except OSError as err:
                 raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
             if len(raw) != e["nbytes"] or hashlib.sha256(raw).hexdigest() != e["sha256"]:
-                raise CheckpointError(f"checkpoint {path}: blob {name} fails its checksum")
+                raise CheckpointError(f"checkpoint {path} is corrupt or truncated (blob {name} fails its checksum)")
             return np.frombuffer(raw, dtype=np.dtype(e["dtype"])).reshape(e["shape"]).copy()
     raise CheckpointError(f"checkpoint {path} has no {name}")
 

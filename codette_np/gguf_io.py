@@ -12,6 +12,7 @@ fsynced, then renamed; a failed write leaves no file behind.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import secrets
@@ -26,6 +27,10 @@ from codette_np.params import param_layout
 ARCH = "starcoder2"
 PROVENANCE_PREFIX = "general.training."
 PRESET_KEY = PROVENANCE_PREFIX + "preset"
+# sha256 (hex) of every byte from the start of the tensor data to the end of the file; llama.cpp
+# ignores the key, read_gguf verifies it when present
+DATA_SHA_KEY = "codette.tensor_data_sha256"
+_SHA_PLACEHOLDER = "0" * 64
 
 # GGUF token types (llama.cpp's llama_token_type).
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 4, 5, 6
@@ -352,6 +357,7 @@ def write_gguf(path, cfg: ModelConfig, params: dict, tokenizer, dtype: str = "f1
             w.add_add_eos_token(False)
             w.add_add_space_prefix(tok["add_space_prefix"])
             w.add_chat_template(chat_template())
+            w.add_string(DATA_SHA_KEY, _SHA_PLACEHOLDER)  # patched once the data is written
 
             for tname, shape in layout:
                 st = types[tname]
@@ -372,9 +378,35 @@ def write_gguf(path, cfg: ModelConfig, params: dict, tokenizer, dtype: str = "f1
             w.flush()
         finally:
             w.close()
+        _patch_data_digest(tmp)
 
     _atomic_write(path, write)
     return types
+
+
+def _data_digest(path: str, data_offset: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(data_offset)
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _patch_data_digest(path: str) -> None:
+    """Write the digest of the tensor data over the placeholder value of DATA_SHA_KEY."""
+    offset = GGUFReader(path).tensors[0].data_offset  # tensors follow one another from here
+    digest = _data_digest(path, offset)
+    with open(path, "r+b") as f:
+        head = f.read(offset)
+        key = DATA_SHA_KEY.encode()
+        at = head.find(key)
+        # key, then the value's type (u32 = 8, a string) and length (u64 = 64), then the value
+        value_at = at + len(key) + 4 + 8
+        if at < 0 or head[value_at:value_at + 64] != _SHA_PLACEHOLDER.encode():
+            raise ValueError("internal error: the tensor data digest placeholder was not found")
+        f.seek(value_at)
+        f.write(digest.encode())
 
 
 # --------------------------------------------------------------------------- read
@@ -395,11 +427,29 @@ def read_gguf(path):
     """
     path = os.fspath(path)
     try:
+        return _read_gguf(path)
+    except ValueError as e:
+        if str(e).startswith(path):  # ours, naming the file
+            raise
+        raise ValueError(f"{path}: corrupt or not a GGUF file ({type(e).__name__}: {e})") from None
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read: {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 - a damaged file makes the parser fail in many ways
+        raise ValueError(f"{path}: corrupt or not a GGUF file ({type(e).__name__}: {e})") from None
+
+
+def _read_gguf(path: str):
+    try:
         reader = GGUFReader(path)
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: cannot read as GGUF: {e}") from e
 
     fields = {name: f.contents() for name, f in reader.fields.items() if not name.startswith("GGUF.")}
+    want = fields.get(DATA_SHA_KEY)
+    if want is not None and reader.tensors:
+        if _data_digest(path, reader.tensors[0].data_offset) != want:
+            raise ValueError(f"{path}: the tensor data fails its checksum ({DATA_SHA_KEY}): the file is "
+                             f"corrupt")
 
     def get(key, default=KeyError):
         if key in fields:
@@ -457,6 +507,8 @@ def read_gguf(path):
         if dt is None:
             raise ValueError(f"{path}: tensor {n!r} has unsupported type {t.tensor_type.name}")
         params[n] = quant.dequantize(t.data, dt, shape)
+        if not np.isfinite(params[n]).all():
+            raise ValueError(f"{path}: tensor {n!r} holds non-finite values")
 
     tokens = get("tokenizer.ggml.tokens")
     if len(tokens) != vocab_size:

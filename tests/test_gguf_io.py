@@ -604,3 +604,57 @@ def test_llama_cpp_python_chat_formatter_uses_the_template():
                               add_generation_prompt=True)
     for conv in CONVERSATIONS:
         assert fmt(messages=conv).prompt == chat.generation_prompt(conv)
+
+
+# --------------------------------------------------------------------------- damaged files
+
+def _written(tmp_path, tokenizer, dtype="f32"):
+    cfg = make_cfg(tokenizer)
+    path = tmp_path / f"m-{dtype}.gguf"
+    gguf_io.write_gguf(path, cfg, make_params(cfg), tokenizer, dtype=dtype)
+    return path, GGUFReader(path).tensors[0].data_offset
+
+
+def test_the_file_carries_the_digest_of_its_tensor_data(tmp_path, tokenizer):
+    import hashlib
+
+    path, offset = _written(tmp_path, tokenizer)
+    meta = gguf_io.read_gguf(path)[3]
+    assert meta[gguf_io.DATA_SHA_KEY] == hashlib.sha256(path.read_bytes()[offset:]).hexdigest()
+
+
+def test_flipped_bits_are_refused_with_the_documented_error(tmp_path, tokenizer):
+    """A flipped bit in the tensor data always fails the checksum; one in the metadata is a
+    ValueError naming the file, or (a flip in a free-text value) a file that still reads."""
+    path, offset = _written(tmp_path, tokenizer, "q8_0")
+    raw = path.read_bytes()
+    rng = np.random.default_rng(7)
+    bad = tmp_path / "bad.gguf"
+    outcomes = {"refused": 0, "read": 0}
+    for i in range(240):
+        pos = int(rng.integers(0, offset)) if i % 2 else int(rng.integers(offset, len(raw)))
+        flipped = bytearray(raw)
+        flipped[pos] ^= 1 << int(rng.integers(0, 8))
+        bad.write_bytes(bytes(flipped))
+        try:
+            gguf_io.read_gguf(bad)
+            outcomes["read"] += 1
+            assert pos < offset, f"a flip in the tensor data at byte {pos} was not detected"
+        except ValueError as e:
+            assert str(e).startswith(str(bad)), e
+            outcomes["refused"] += 1
+    print(f"\n240 single-bit flips: {outcomes}")
+    assert outcomes["refused"] >= 120  # every tensor-data flip, and most metadata flips
+
+
+def test_a_non_finite_weight_is_refused(tmp_path, tokenizer):
+    path, offset = _written(tmp_path, tokenizer)
+    raw = bytearray(path.read_bytes())
+    raw[offset:offset + 4] = np.array([np.inf], np.float32).tobytes()  # the first weight of the first tensor
+    key = gguf_io.DATA_SHA_KEY.encode()
+    at = raw.find(key) + len(key) + 12
+    raw[at:at + 64] = b"0" * 64
+    path.write_bytes(bytes(raw))
+    gguf_io._patch_data_digest(str(path))  # a consistent digest: only the value is wrong
+    with pytest.raises(ValueError, match="non-finite"):
+        gguf_io.read_gguf(path)
