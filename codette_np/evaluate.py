@@ -37,7 +37,7 @@ class Evaluator:
                 msgs = e["messages"]
                 first_user = next(i for i, m in enumerate(msgs) if m["role"] == "user")
                 ref_call = msgs[first_user + 1]["content"] if first_user + 1 < len(msgs) else None
-                ids = [tok.bos_id] + tok.encode(chat.generation_prompt(msgs[:first_user + 1]))
+                ids = [tok.bos_id] + tok.encode_chat(msgs[:first_user + 1], add_generation_prompt=True)
                 if len(ids) + max_new_tokens > ctx:
                     self.tool_too_long += 1
                     continue

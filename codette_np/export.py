@@ -23,96 +23,16 @@ import json
 import os
 import shlex
 import signal
-import struct
 import sys
 from pathlib import Path
 
 from codette_np import gguf_io, quant
+from codette_np.tokenizer import sentencepiece_model_proto
 
 GGUF_ALIGNMENT = 32  # gguf-py's default tensor data alignment
 
-# SentencePiece piece types (the same codes as GGUF token types)
-SP_NORMAL, SP_UNKNOWN, SP_CONTROL, SP_USER_DEFINED, SP_UNUSED, SP_BYTE = 1, 2, 3, 4, 5, 6
-SP_MODEL_BPE = 2  # TrainerSpec.ModelType.BPE
-
-
 class ExportError(RuntimeError):
     """A failed export, with a one-line message for the user."""
-
-
-# --------------------------------------------------------------------------- SentencePiece proto writer
-
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1  # negative ints as 64-bit two's complement (protobuf int32/int64)
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _pb_int(field: int, value: int) -> bytes:
-    return _varint(field << 3) + _varint(int(value))
-
-
-def _pb_float(field: int, value: float) -> bytes:
-    return _varint(field << 3 | 5) + struct.pack("<f", value)
-
-
-def _pb_bytes(field: int, data: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(data)) + data
-
-
-def _pb_str(field: int, text: str) -> bytes:
-    return _pb_bytes(field, text.encode("utf-8"))
-
-
-def sentencepiece_model_proto(tokens, scores, types, unk_id: int, bos_id: int, eos_id: int,
-                              add_dummy_prefix: bool) -> bytes:
-    """A serialized SentencePiece ModelProto (BPE) that tokenizes like llama.cpp's "llama" tokenizer.
-
-    Fields written: pieces (piece, score, type); TrainerSpec model_type BPE,
-    vocab_size, byte_fallback (when all 256 <0xXX> byte pieces exist),
-    unk/bos/eos ids and pieces, no pad; NormalizerSpec "identity" (no
-    character map), add_dummy_prefix, remove_extra_whitespaces false,
-    escape_whitespaces true. CONTROL pieces other than BOS/EOS (llama.cpp
-    marks `<|end|>` CONTROL) become USER_DEFINED, so that, as in codette_np's
-    own tokenizer, they are matched in text as single pieces.
-    """
-    n = len(tokens)
-    if not (len(scores) == len(types) == n):
-        raise ValueError(f"{n} tokens, {len(scores)} scores, {len(types)} types: these must agree")
-    for key, i in (("unk", unk_id), ("bos", bos_id), ("eos", eos_id)):
-        if not 0 <= int(i) < n:
-            raise ValueError(f"{key} id {i} is not a token id")
-    sp_types = []
-    for i, t in enumerate(types):
-        t = int(t)
-        if t == SP_CONTROL and i not in (bos_id, eos_id):
-            t = SP_USER_DEFINED
-        elif not SP_NORMAL <= t <= SP_BYTE:
-            t = SP_NORMAL  # e.g. GGUF's UNDEFINED (0)
-        sp_types.append(t)
-    type_of = dict(zip(tokens, sp_types))
-    byte_fallback = all(type_of.get(f"<0x{b:02X}>") == SP_BYTE for b in range(256))
-
-    pieces = b"".join(
-        _pb_bytes(1, _pb_str(1, str(tok)) + _pb_float(2, float(score)) + _pb_int(3, t))
-        for tok, score, t in zip(tokens, scores, sp_types))
-    trainer = b"".join([
-        _pb_int(3, SP_MODEL_BPE), _pb_int(4, n), _pb_int(35, byte_fallback),
-        _pb_int(40, unk_id), _pb_int(41, bos_id), _pb_int(42, eos_id), _pb_int(43, -1),
-        _pb_str(45, str(tokens[unk_id])), _pb_str(46, str(tokens[bos_id])), _pb_str(47, str(tokens[eos_id])),
-    ])
-    normalizer = b"".join([
-        _pb_str(1, "identity"), _pb_bytes(2, b""), _pb_int(3, bool(add_dummy_prefix)),
-        _pb_int(4, False), _pb_int(5, True),
-    ])
-    return pieces + _pb_bytes(2, trainer) + _pb_bytes(3, normalizer)
 
 
 def tokenizer_from_gguf(tokenizer_info: dict):

@@ -90,7 +90,8 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True, help="a .ckpt file, or a run directory (uses best.ckpt, else last.ckpt)")
     ap.add_argument("--prompt", required=True, help="the user's message (or raw text with --raw)")
-    ap.add_argument("--raw", action="store_true", help="feed the prompt as is, without the chat format")
+    ap.add_argument("--raw", action="store_true",
+                    help="feed the prompt as is, without the chat format (chat markers in it are read as markers)")
     ap.add_argument("--max-new-tokens", type=positive_int, default=200, help="most tokens to generate (default 200)")
     ap.add_argument("--temperature", type=nonneg_float, default=0.0, help="0 = greedy (default)")
     ap.add_argument("--top-k", type=nonneg_int, default=0, help="keep the k most likely tokens (0 = off)")
@@ -102,9 +103,12 @@ def main(argv=None):
 
     try:
         model, tok, _ = load_model_and_tokenizer(a.checkpoint)
-        text = a.prompt if a.raw else chat.generation_prompt(
-            [{"role": "system", "content": chat.SYSTEM_PROMPT}, {"role": "user", "content": a.prompt}])
-        ids = [tok.bos_id] + tok.encode(text)
+        if a.raw:
+            ids = [tok.bos_id] + tok.encode(a.prompt)
+        else:  # the user's text can never produce a chat marker (encode_chat)
+            ids = [tok.bos_id] + tok.encode_chat(
+                [{"role": "system", "content": chat.SYSTEM_PROMPT}, {"role": "user", "content": a.prompt}],
+                add_generation_prompt=True)
         stop = {tok.eos_id, tok.encode(chat.END)[-1]} if not a.raw else {tok.eos_id}
         new = generate(model, ids, a.max_new_tokens, stop, a.temperature, a.top_k, a.top_p, a.seed)
     except (CheckpointError, TokenizerError, ValueError) as e:

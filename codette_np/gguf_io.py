@@ -208,9 +208,10 @@ def check_params(cfg: ModelConfig, params: dict) -> dict[str, np.ndarray]:
 def tokenizer_fields(tokenizer, cfg: ModelConfig) -> dict:
     """Validated tokenizer data as plain Python values, ready for GGUF.
 
-    The end-of-turn marker is written as a CONTROL token: llama.cpp forces
-    that type on `<|end|>` when loading (it is an end-of-generation token) and
-    warns when the file says otherwise. `add_space_prefix` comes from the
+    The chat markers are written as CONTROL tokens: llama.cpp then matches
+    them only in text tokenized with special=True (the chat template), never
+    in user text (special=False), and it forces that type on `<|end|>` (an
+    end-of-generation token) anyway. `add_space_prefix` comes from the
     tokenizer's attribute of that name (True, SentencePiece's default for
     add_dummy_prefix, when it has none).
     """
@@ -243,7 +244,8 @@ def tokenizer_fields(tokenizer, cfg: ModelConfig) -> dict:
         if m not in index:
             raise ValueError(f"tokenizer has no single token for the chat marker {m!r}")
     eot = index[chat.END]
-    types[eot] = TOKEN_CONTROL
+    for m in chat.MARKERS:  # CONTROL: llama.cpp matches them only in text it is told is special
+        types[index[m]] = TOKEN_CONTROL
     add_space_prefix = getattr(tokenizer, "add_space_prefix", True)
     if not isinstance(add_space_prefix, (bool, np.bool_)):
         raise ValueError(f"tokenizer.add_space_prefix must be a bool, got {add_space_prefix!r}")

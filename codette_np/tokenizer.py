@@ -49,6 +49,8 @@ from codette_np import chat
 # GGUF token types (the same codes as SentencePiece's piece types)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
+MODEL_BPE = 2  # TrainerSpec.ModelType.BPE
+
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
 CACHE_FORMAT = 2  # bump to invalidate cached models when settings change meaning
 
@@ -156,6 +158,82 @@ def train_or_load(corpus, vocab_size: int, cache_dir, add_dummy_prefix: bool = F
 
 
 # ---------------------------------------------------------------------------
+# a minimal SentencePiece ModelProto writer (a model from a piece table: GGUF import, plain text)
+
+def _put_varint(n: int) -> bytes:
+    n &= (1 << 64) - 1  # negative ints as 64-bit two's complement (protobuf int32/int64)
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _pb_int(field: int, value: int) -> bytes:
+    return _put_varint(field << 3) + _put_varint(int(value))
+
+
+def _pb_float(field: int, value: float) -> bytes:
+    return _put_varint(field << 3 | 5) + struct.pack("<f", value)
+
+
+def _pb_bytes(field: int, data: bytes) -> bytes:
+    return _put_varint(field << 3 | 2) + _put_varint(len(data)) + data
+
+
+def _pb_str(field: int, text: str) -> bytes:
+    return _pb_bytes(field, text.encode("utf-8"))
+
+
+def sentencepiece_model_proto(tokens, scores, types, unk_id: int, bos_id: int, eos_id: int,
+                              add_dummy_prefix: bool) -> bytes:
+    """A serialized SentencePiece ModelProto (BPE) that tokenizes like llama.cpp's "llama" tokenizer.
+
+    Fields written: pieces (piece, score, type); TrainerSpec model_type BPE,
+    vocab_size, byte_fallback (when all 256 <0xXX> byte pieces exist),
+    unk/bos/eos ids and pieces, no pad; NormalizerSpec "identity" (no
+    character map), add_dummy_prefix, remove_extra_whitespaces false,
+    escape_whitespaces true. CONTROL pieces other than BOS/EOS (llama.cpp
+    marks `<|end|>` CONTROL) become USER_DEFINED, so that, as in codette_np's
+    own tokenizer, they are matched in text as single pieces.
+    """
+    n = len(tokens)
+    if not (len(scores) == len(types) == n):
+        raise ValueError(f"{n} tokens, {len(scores)} scores, {len(types)} types: these must agree")
+    for key, i in (("unk", unk_id), ("bos", bos_id), ("eos", eos_id)):
+        if not 0 <= int(i) < n:
+            raise ValueError(f"{key} id {i} is not a token id")
+    sp_types = []
+    for i, t in enumerate(types):
+        t = int(t)
+        if t == CONTROL and i not in (bos_id, eos_id):
+            t = USER_DEFINED
+        elif not NORMAL <= t <= BYTE:
+            t = NORMAL  # e.g. GGUF's UNDEFINED (0)
+        sp_types.append(t)
+    type_of = dict(zip(tokens, sp_types))
+    byte_fallback = all(type_of.get(f"<0x{b:02X}>") == BYTE for b in range(256))
+
+    pieces = b"".join(
+        _pb_bytes(1, _pb_str(1, str(tok)) + _pb_float(2, float(score)) + _pb_int(3, t))
+        for tok, score, t in zip(tokens, scores, sp_types))
+    trainer = b"".join([
+        _pb_int(3, MODEL_BPE), _pb_int(4, n), _pb_int(35, byte_fallback),
+        _pb_int(40, unk_id), _pb_int(41, bos_id), _pb_int(42, eos_id), _pb_int(43, -1),
+        _pb_str(45, str(tokens[unk_id])), _pb_str(46, str(tokens[bos_id])), _pb_str(47, str(tokens[eos_id])),
+    ])
+    normalizer = b"".join([
+        _pb_str(1, "identity"), _pb_bytes(2, b""), _pb_int(3, bool(add_dummy_prefix)),
+        _pb_int(4, False), _pb_int(5, True),
+    ])
+    return pieces + _pb_bytes(2, trainer) + _pb_bytes(3, normalizer)
+
+
+# ---------------------------------------------------------------------------
 # a minimal protobuf reader for the fields of ModelProto we need
 
 
@@ -231,6 +309,7 @@ class Tokenizer:
         if not ok:
             raise TokenizerError("not a valid SentencePiece model")
         self._sp, self._proto = sp, proto
+        self._plain = None  # the model that reads chat markers as text (encode_plain), built on first use
         self._pieces, self._add_dummy_prefix = _parse_model(proto)
         if len(self._pieces) != sp.get_piece_size():
             raise TokenizerError("model proto has an unexpected piece table")
@@ -294,10 +373,52 @@ class Tokenizer:
         return {m: self._sp.piece_to_id(m) for m in chat.MARKERS}
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of `text`; no BOS/EOS added."""
+        """Token ids of `text`; no BOS/EOS added. A chat marker in the text becomes its
+        control token: use this for text the program writes, encode_plain for what users write."""
         if not isinstance(text, str):
             raise TokenizerError(f"encode expects str, got {type(text).__name__}")
         return self._sp.encode(text, out_type=int)
+
+    def encode_plain(self, text: str) -> list[int]:
+        """Token ids of user or tool text: a chat marker in it is read as ordinary characters,
+        never as its token, so the text cannot close its own turn or open another. The same
+        ids llama.cpp gives with special=False (the GGUF marks every marker CONTROL)."""
+        if not isinstance(text, str):
+            raise TokenizerError(f"encode expects str, got {type(text).__name__}")
+        if not any(m in text for m in chat.MARKERS):
+            return self._sp.encode(text, out_type=int)
+        if self._plain is None:
+            # the same pieces with the markers NORMAL: matched only if BPE merges reach them,
+            # as in llama.cpp's SPM tokenizer
+            tokens, scores, types = self.pieces_scores_types()
+            markers = set(chat.MARKERS)
+            types = [NORMAL if tok in markers else ty for tok, ty in zip(tokens, types)]
+            proto = sentencepiece_model_proto(tokens, scores, types, self.unk_id, self.bos_id, self.eos_id,
+                                              self.add_space_prefix)
+            self._plain = spm.SentencePieceProcessor()
+            self._plain.LoadFromSerializedProto(proto)
+        ids = self._plain.encode(text, out_type=int)
+        marker_ids = set(self.marker_ids.values())
+        if any(i in marker_ids for i in ids):  # a BPE merge reached a marker: spell it in bytes
+            ids = [b for i in ids for b in ([i] if i not in marker_ids else self._byte_ids(self.id_to_piece(i)))]
+        return ids
+
+    def _byte_ids(self, text: str) -> list[int]:
+        return [self._sp.piece_to_id(f"<0x{b:02X}>") for b in text.encode("utf-8")]
+
+    def encode_chat(self, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
+        """The ids of chat.render(messages) (and an open assistant turn), with every message's
+        content encoded by encode_plain: the markers come only from the roles."""
+        ids = []
+        nl = self._sp.encode("\n", out_type=int)
+        for m in messages:
+            if m.get("role") not in chat.ROLE_MARKERS:
+                raise TokenizerError(f"unknown role {m.get('role')!r}; roles are {chat.ROLES}")
+            ids += [self.marker_ids[chat.ROLE_MARKERS[m["role"]]], *nl, *self.encode_plain(m["content"]),
+                    self.marker_ids[chat.END], *nl]
+        if add_generation_prompt:
+            ids += [self.marker_ids[chat.ASSISTANT], *nl]
+        return ids
 
     def decode(self, ids) -> str:
         out = []

@@ -158,9 +158,10 @@ def test_keys_tensors_and_types(tmp_path, tokenizer, dtype):
     end_id = tokens.index(chat.END)
     assert field_value(r, "tokenizer.ggml.eot_token_id") == end_id
     written_types = field_value(r, "tokenizer.ggml.token_type")
-    assert written_types[end_id] == 3  # CONTROL, as llama.cpp treats it
-    assert [t for i, t in enumerate(written_types) if i != end_id] == \
-        [t for i, t in enumerate(ttypes) if i != end_id]
+    marker_ids = {tokens.index(m) for m in chat.MARKERS}
+    assert all(written_types[i] == 3 for i in marker_ids)  # CONTROL: never matched in user text
+    assert [t for i, t in enumerate(written_types) if i not in marker_ids] == \
+        [t for i, t in enumerate(ttypes) if i not in marker_ids]
     assert field_value(r, "tokenizer.chat_template") == gguf_io.chat_template()
 
     layout = param_layout(cfg)
