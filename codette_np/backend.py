@@ -131,6 +131,14 @@ def get(name: str | None = None, dtype=np.float32) -> Backend:
     raise AssertionError("the numpy backend is always available")
 
 
+def check_environment() -> None:
+    """ValueError with a one-line message when CODETTE_BACKEND names no backend."""
+    env = os.environ.get("CODETTE_BACKEND")
+    if env and env.strip().lower() not in ORDER:
+        raise ValueError(f"CODETTE_BACKEND={env!r} is not a kernel backend; use one of "
+                         f"{', '.join(ORDER)}, or unset it")
+
+
 def default_name() -> str:
     """Name of the backend a Model built now would use."""
     return get().name

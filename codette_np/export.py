@@ -261,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from codette_np import backend
+
+    try:
+        backend.check_environment()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     # SIGTERM unwinds like Ctrl-C, so the writer removes its temporary file.
     old = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:

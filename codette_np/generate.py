@@ -101,7 +101,10 @@ def main(argv=None):
     from codette_np.checkpoint import CheckpointError
     from codette_np.tokenizer import TokenizerError
 
+    from codette_np import backend
+
     try:
+        backend.check_environment()
         model, tok, _ = load_model_and_tokenizer(a.checkpoint)
         if a.raw:
             ids = [tok.bos_id] + tok.encode(a.prompt)

@@ -331,10 +331,10 @@ def run(args, given: dict | None = None) -> int:
     from codette_np.batches import batch_at, pack_rows
     from codette_np.tokenizer import Tokenizer, VocabTooLarge, train_or_load
 
-    env_backend = os.environ.get("CODETTE_BACKEND")
-    if env_backend and env_backend.strip().lower() not in backend.ORDER:
-        raise UserError(f"CODETTE_BACKEND={env_backend!r} is not a kernel backend; use one of "
-                        f"{', '.join(backend.ORDER)}, or unset it")
+    try:
+        backend.check_environment()
+    except ValueError as e:
+        raise UserError(str(e)) from None
     out = Path(args.out or f"runs/{args.size}")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory; give a directory for the run")

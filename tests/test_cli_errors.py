@@ -287,6 +287,11 @@ def test_more_one_line_errors(run_dir, tmp_path, case):
                             str(tmp_path / "r")], cwd=ROOT, capture_output=True, text=True, timeout=300,
                            env=dict(ENV, CODETTE_BACKEND="cuda"))
         one_error_line(r, "CODETTE_BACKEND='cuda' is not a kernel backend")
+        for module, args in (("generate", ["--checkpoint", run_dir, "--prompt", "hi"]),
+                             ("export", ["--checkpoint", run_dir, "--out", tmp_path / "m.gguf"])):
+            r = subprocess.run([sys.executable, "-m", f"codette_np.{module}", *map(str, args)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=300, env=dict(ENV, CODETTE_BACKEND="cuda"))
+            one_error_line(r, "CODETTE_BACKEND='cuda' is not a kernel backend")
     elif case == "data-out-dir":
         one_error_line(cli("data", "--samples", "3", "--out", tmp_path), "is a directory")
     elif case == "export-onto-input":
