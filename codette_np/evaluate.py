@@ -2,22 +2,92 @@
 
 Per category and overall: validation loss (mean cross-entropy per target
 token, nats), perplexity = exp(loss), next-token accuracy (argmax == target).
-Tool-call validity: for held-out tool requests, the engine generates
-greedily after the user's turn; the share of outputs that parse as a
-`tool_use` call with the expected tool name and schema-valid params
-(`tools.is_valid_tool_call`). Also reported: the share whose call equals
-the reference call exactly. The "consciousness" numbers are simply the
-metrics of that category of the data, nothing more.
+
+Tool calls, on held-out tool requests, per tool and overall. The engine
+generates greedily after the user's turn; then:
+- validity: the output parses as a `tool_use` call of the expected tool with
+  schema-valid params (`tools.is_valid_tool_call`);
+- grounded: the call is valid and every argument value of the reference call
+  that appears verbatim in the user's request (a path, a number, a URL, a
+  phrase) appears verbatim in the generated call as well: the model copied
+  the user's arguments instead of writing memorized ones;
+- exact: the call equals the reference call, character for character;
+- answer uses the result: the true tool result is fed back as the tool turn
+  (after the reference call) and the model writes its answer; it counts when
+  the answer contains the result's key value: the longest value of the
+  result that the reference answer quotes verbatim (the number, the file
+  line, the fact).
+The "consciousness" numbers are simply the metrics of that category of the
+data, nothing more.
 """
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
+from difflib import SequenceMatcher
+
 import numpy as np
 
-from codette_np import chat
-from codette_np.data import tools
 from codette_np.batches import eval_rows
+from codette_np.data import tools
 from codette_np.generate import Generator, generate
+
+TOOL_METRICS = ("validity", "grounded", "exact", "answer_uses_result")
+
+
+def _leaves(x):
+    """Every scalar value inside a JSON value (strings and numbers, as they are spelled in JSON)."""
+    if isinstance(x, dict):
+        for v in x.values():
+            yield from _leaves(v)
+    elif isinstance(x, list):
+        for v in x:
+            yield from _leaves(v)
+    elif isinstance(x, str):
+        yield x
+    elif isinstance(x, (int, float)) and not isinstance(x, bool):
+        yield tools.to_json(x)
+
+
+def request_values(params: dict, request: str) -> list[str]:
+    """What the reference call takes from the request: each argument value the request states
+    verbatim, and of a longer value (code around an expression, a sentence around a phrase) the
+    longest stretch that the request states, when it has 4 characters or more and a digit or a
+    space (so not a fragment of a word, such as "summar" of "summary" / "Summarize")."""
+    needed = set()
+    for v in _leaves(params):
+        if not v:
+            continue
+        if v in request:
+            needed.add(v)
+            continue
+        m = SequenceMatcher(None, v, request, autojunk=False).find_longest_match(0, len(v), 0, len(request))
+        part = v[m.a:m.a + m.size].strip()
+        if len(part) >= 4 and any(ch.isdigit() or ch == " " for ch in part):  # not a mere word fragment
+            needed.add(part)
+    return sorted(needed)
+
+
+def key_value(result_text: str, answer: str) -> str | None:
+    """The longest value of the tool result (or line of one) that the reference answer quotes
+    verbatim."""
+    try:
+        result = json.loads(result_text)
+    except ValueError:
+        return None
+    values = {x.strip() for v in _leaves(result) for x in [v, *v.split("\n")]}
+    quoted = [v for v in values if (len(v) >= 2 or v.isdigit()) and v in answer]
+    return max(quoted, key=len) if quoted else None
+
+
+def is_grounded(text: str, needed: list[str]) -> bool:
+    """`text` is a valid call whose params' JSON holds each needed value verbatim."""
+    parsed = tools.parse_tool_call(text)
+    if parsed is None:
+        return False
+    spelled = tools.to_json(parsed[1])
+    return all(v in spelled or tools.to_json(v)[1:-1] in spelled for v in needed)
 
 
 class Evaluator:
@@ -29,21 +99,33 @@ class Evaluator:
             ids = [tok.encode(e["text"]) for e in val_examples if e["category"] == cat]
             x, y = eval_rows(ids, tok.bos_id, tok.eos_id, T)
             self.sets[cat] = (x[:max_rows_per_category], y[:max_rows_per_category])
-        self.tool_cases = []  # (prompt ids, expected tool, reference call text)
+        self.tool_cases = []  # one dict per held-out request (see _tool_case)
         self.tool_too_long = 0  # held-out requests whose prompt + answer exceed the context
         ctx = model.cfg.context_length
         for e in val_examples:
             if e.get("tool") and e.get("messages") and len(self.tool_cases) < tool_samples:
-                msgs = e["messages"]
-                first_user = next(i for i, m in enumerate(msgs) if m["role"] == "user")
-                ref_call = msgs[first_user + 1]["content"] if first_user + 1 < len(msgs) else None
-                ids = [tok.bos_id] + tok.encode_chat(msgs[:first_user + 1], add_generation_prompt=True)
-                if len(ids) + max_new_tokens > ctx:
+                case = self._tool_case(e, max_new_tokens)
+                if case is None or len(case["answer_ids"]) + max_new_tokens > ctx:
                     self.tool_too_long += 1
                     continue
-                self.tool_cases.append((ids, e["tool"], ref_call))
+                self.tool_cases.append(case)
         self.max_new_tokens = max_new_tokens
-        self.end_id = tok.encode(chat.END)[-1]
+        self.end_id = tok.marker_ids["<|end|>"]
+
+    def _tool_case(self, e, max_new_tokens):
+        """The prompts and references of one held-out tool request (None if it has no call)."""
+        tok, msgs = self.tok, e["messages"]
+        u = next(i for i, m in enumerate(msgs) if m["role"] == "user")
+        if u + 3 >= len(msgs) or msgs[u + 2]["role"] != "tool":
+            return None
+        ref_call, result, answer = msgs[u + 1]["content"], msgs[u + 2]["content"], msgs[u + 3]["content"]
+        parsed = tools.parse_tool_call(ref_call)
+        if parsed is None:
+            return None
+        return {"tool": e["tool"], "ref_call": ref_call, "needed": request_values(parsed[1], msgs[u]["content"]),
+                "key": key_value(result, answer),
+                "call_ids": [tok.bos_id] + tok.encode_chat(msgs[:u + 1], add_generation_prompt=True),
+                "answer_ids": [tok.bos_id] + tok.encode_chat(msgs[:u + 3], add_generation_prompt=True)}
 
     def _loss_acc(self, x, y):
         """(sum of losses, correct predictions, number of targets) over rows x, y (R, T)."""
@@ -71,21 +153,49 @@ class Evaluator:
                "overall": {"loss": T_loss / T_n, "ppl": float(np.exp(T_loss / T_n)),
                            "acc": T_ok / T_n, "tokens": T_n}}
         if self.tool_cases:
-            gen = Generator(self.model)
-            valid = exact = 0
-            for ids, name, ref_call in self.tool_cases:
-                new = generate(self.model, ids, self.max_new_tokens,
-                               {self.end_id, self.tok.eos_id}, generator=gen)
-                text = self.tok.decode(new).strip()
-                valid += tools.is_valid_tool_call(text, expected_name=name)
-                exact += ref_call is not None and text == ref_call.strip()
-            n = len(self.tool_cases)
-            out["tool_calls"] = {"validity": valid / n, "exact": exact / n, "n": n,
-                                 "skipped_too_long": self.tool_too_long}
+            out["tool_calls"] = self.tool_call_metrics(self.generate_case)
         elif self.tool_too_long:
-            out["tool_calls"] = {"validity": None, "exact": None, "n": 0,
+            out["tool_calls"] = {"overall": {k: None for k in TOOL_METRICS}, "per_tool": {}, "n": 0,
                                  "skipped_too_long": self.tool_too_long}
         return out
+
+    def generate_case(self, ids) -> str:
+        """The engine's greedy continuation of ids, up to the end of the turn."""
+        if not hasattr(self, "_gen"):
+            self._gen = Generator(self.model)
+        new = generate(self.model, ids, self.max_new_tokens, {self.end_id, self.tok.eos_id}, generator=self._gen)
+        return self.tok.decode(new).strip()
+
+    def tool_call_metrics(self, complete) -> dict:
+        """The four tool-call metrics, per tool and overall, with `complete(ids) -> text` as the
+        model (the engine here; llama.cpp through the GGUF in the tests)."""
+        rows = []
+        for c in self.tool_cases:
+            text = complete(c["call_ids"])
+            valid = tools.is_valid_tool_call(text, expected_name=c["tool"])
+            answer = complete(c["answer_ids"]) if c["key"] is not None else None
+            rows.append({"tool": c["tool"], "validity": valid,
+                         "grounded": valid and is_grounded(text, c["needed"]),
+                         "exact": text == c["ref_call"].strip(),
+                         "answer_uses_result": None if answer is None else c["key"] in answer})
+        return summarize_tool_rows(rows, self.tool_too_long)
+
+
+def summarize_tool_rows(rows: list[dict], skipped: int = 0) -> dict:
+    """Shares per tool and overall (answer_uses_result over the cases that have a key value)."""
+    def shares(rs):
+        out = {}
+        for k in TOOL_METRICS:
+            vals = [r[k] for r in rs if r[k] is not None]
+            out[k] = sum(vals) / len(vals) if vals else None
+        out["n"] = len(rs)
+        return out
+
+    by_tool = defaultdict(list)
+    for r in rows:
+        by_tool[r["tool"]].append(r)
+    return {"overall": shares(rows), "per_tool": {t: shares(rs) for t, rs in sorted(by_tool.items())},
+            "n": len(rows), "skipped_too_long": skipped, "calls": rows}
 
 
 def format_report(res: dict, step: int) -> str:
@@ -96,11 +206,15 @@ def format_report(res: dict, step: int) -> str:
         lines.append(f"  {cat:<15} {r['loss']:7.4f} {r['ppl']:8.2f} {r['acc']:6.3f} {r['tokens']:7d}")
     t = res.get("tool_calls")
     if t and t["n"] == 0:
-        lines.append(f"  tool-call validity: not measured ({t['skipped_too_long']} held-out prompts "
+        lines.append(f"  tool calls: not measured ({t['skipped_too_long']} held-out prompts "
                      f"do not fit the context)")
     elif t:
-        lines.append(f"  tool-call validity {t['validity']:.1%} (exact match {t['exact']:.1%}) "
-                     f"on {t['n']} held-out requests"
-                     + (f"; {t['skipped_too_long']} too long for the context, skipped"
-                        if t["skipped_too_long"] else ""))
+        pct = lambda v: "   -  " if v is None else f"{v:6.1%}"  # noqa: E731
+        lines.append(f"  tool calls on {t['n']} held-out requests"
+                     + (f" ({t['skipped_too_long']} too long for the context, skipped)"
+                        if t["skipped_too_long"] else "") + ":")
+        lines.append(f"  {'tool':<21} {'n':>3} {'valid':>6} {'grounded':>8} {'exact':>6} {'answer':>6}")
+        for name, r in list(t["per_tool"].items()) + [("overall", t["overall"])]:
+            lines.append(f"  {name:<21} {r['n']:3d} {pct(r['validity'])} {pct(r['grounded']):>8} "
+                         f"{pct(r['exact'])} {pct(r['answer_uses_result'])}")
     return "\n".join(lines)

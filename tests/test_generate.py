@@ -61,3 +61,46 @@ def test_eval_rows_cover_every_token_once():
     stream = [1, 5, 6, 7, 2, 1, 8, 9, 2]
     assert (y >= 0).sum() == len(stream) - 1
     assert list(y[y >= 0]) == stream[1:]
+
+
+# --------------------------------------------------------------------------- tool-call evaluation
+
+def test_request_values_are_what_the_call_copies_from_the_request():
+    from codette_np.evaluate import request_values
+
+    req = "Write the text 'draft sent to Maria' into notes/reminder.txt"
+    assert request_values({"path": "notes/reminder.txt", "content": "draft sent to Maria"}, req) == \
+        ["draft sent to Maria", "notes/reminder.txt"]
+    # code around an expression: the expression; a word fragment is not a value
+    assert request_values({"code": "print(58 * 60 + 19)"}, "Use Python to compute 58 * 60 + 19") == ["58 * 60 + 19"]
+    assert request_values({"analysis_type": "summary"}, "Summarize these") == []
+    assert request_values({"data": [3.2, 2.4]}, "the values 3.2, 2.4 and 7") == ["2.4", "3.2"]
+
+
+def test_grounded_and_key_value():
+    from codette_np.data import tools
+    from codette_np.evaluate import is_grounded, key_value
+
+    call = tools.format_call("write_file", {"path": "notes/reminder.txt", "content": "draft sent to Maria"})
+    assert is_grounded(call, ["notes/reminder.txt", "draft sent to Maria"])
+    memorized = tools.format_call("write_file", {"path": "notes/log.txt", "content": "buy stamps"})
+    assert not is_grounded(memorized, ["notes/reminder.txt", "draft sent to Maria"])
+    assert not is_grounded("not a call", [])
+    result = tools.to_json({"content": "# garden-log\nRecords what was planted and when."})
+    assert key_value(result, 'The file says "Records what was planted and when."') == \
+        "Records what was planted and when."
+    assert key_value(tools.to_json({"stdout": "2\n"}), "It prints 2.") == "2"
+    assert key_value(tools.to_json({"x": "abc"}), "nothing quoted") is None
+
+
+def test_tool_metrics_are_shares_per_tool_and_overall():
+    from codette_np.evaluate import summarize_tool_rows
+
+    rows = [{"tool": "a", "validity": True, "grounded": True, "exact": False, "answer_uses_result": None},
+            {"tool": "a", "validity": True, "grounded": False, "exact": False, "answer_uses_result": True},
+            {"tool": "b", "validity": False, "grounded": False, "exact": False, "answer_uses_result": False}]
+    s = summarize_tool_rows(rows, skipped=2)
+    assert s["overall"]["validity"] == 2 / 3 and s["overall"]["grounded"] == 1 / 3
+    assert s["overall"]["answer_uses_result"] == 1 / 2  # over the cases with a key value
+    assert s["per_tool"]["a"]["n"] == 2 and s["per_tool"]["b"]["validity"] == 0.0
+    assert s["skipped_too_long"] == 2 and s["n"] == 3
