@@ -5,12 +5,12 @@ VPY := $(VENV)/bin/python
 
 .PHONY: install install-test train test test-asan bench clean
 
-# install: create .venv and install the package (C kernels built by cffi, Numba fallback)
+# install: create .venv and install the package (C kernels built by cffi, Numba fallback, matplotlib for the loss plot)
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h csrc/*.py)
 	test -x $(VPY) || $(PY) -m venv $(VENV)
-	$(VPY) -m pip install -q -e ".[numba]"
+	$(VPY) -m pip install -q -e ".[numba,plot]"
 	$(VPY) -c "import codette_np.backend as b; print('codette_np kernels:', b.available())"
 	touch $@
 

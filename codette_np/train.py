@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -313,8 +314,6 @@ def data_digest(examples) -> str:
 
 
 def resume_command(out: Path) -> str:
-    import shlex
-
     return f"python -m codette_np.train --out {shlex.quote(str(out))} --resume"
 
 
@@ -555,7 +554,13 @@ def run(args, given: dict | None = None) -> int:
                 f"--checkpoint {out} writes it)")
         return 128 + stop["sig"]
 
-    # 5) export
+    # 5) the loss plot and the export
+    from codette_np import plot
+
+    try:
+        log.say(f"loss plot: {plot.plot_run(out)}")
+    except plot.PlotError as e:
+        log.say(f"loss plot not drawn: {e}; then: python -m codette_np.plot {shlex.quote(str(out))}")
     if args.export_dtype != "none":
         _export(model, tok, cfg, out, args.export_dtype, step, tokens_seen, last_eval, log, args.size)
     return 0
