@@ -174,7 +174,7 @@ class Evaluator:
             text = complete(c["call_ids"])
             valid = tools.is_valid_tool_call(text, expected_name=c["tool"])
             answer = complete(c["answer_ids"]) if c["key"] is not None else None
-            rows.append({"tool": c["tool"], "validity": valid,
+            rows.append({"tool": c["tool"], "text": text, "validity": valid,
                          "grounded": valid and is_grounded(text, c["needed"]),
                          "exact": text == c["ref_call"].strip(),
                          "answer_uses_result": None if answer is None else c["key"] in answer})
@@ -198,12 +198,13 @@ def summarize_tool_rows(rows: list[dict], skipped: int = 0) -> dict:
             "n": len(rows), "skipped_too_long": skipped, "calls": rows}
 
 
-def format_report(res: dict, step: int) -> str:
-    lines = [f"eval at step {step}:",
-             f"  {'category':<15} {'loss':>7} {'ppl':>8} {'acc':>6} {'tokens':>7}"]
-    rows = list(res["categories"].items()) + [("overall", res["overall"])]
-    for cat, r in rows:
-        lines.append(f"  {cat:<15} {r['loss']:7.4f} {r['ppl']:8.2f} {r['acc']:6.3f} {r['tokens']:7d}")
+def format_report(res: dict, step: int, tools_only: bool = False) -> str:
+    lines = []
+    if not tools_only:
+        lines = [f"eval at step {step}:", f"  {'category':<15} {'loss':>7} {'ppl':>8} {'acc':>6} {'tokens':>7}"]
+        rows = list(res["categories"].items()) + [("overall", res["overall"])]
+        for cat, r in rows:
+            lines.append(f"  {cat:<15} {r['loss']:7.4f} {r['ppl']:8.2f} {r['acc']:6.3f} {r['tokens']:7d}")
     t = res.get("tool_calls")
     if t and t["n"] == 0:
         lines.append(f"  tool calls: not measured ({t['skipped_too_long']} held-out prompts "
@@ -218,3 +219,100 @@ def format_report(res: dict, step: int) -> str:
             lines.append(f"  {name:<21} {r['n']:3d} {pct(r['validity'])} {pct(r['grounded']):>8} "
                          f"{pct(r['exact'])} {pct(r['answer_uses_result'])}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the same evaluation through llama.cpp
+
+def llama_cpp_completer(gguf_path, n_ctx: int, max_new_tokens: int, stop_ids, n_threads: int | None = None):
+    """complete(ids) -> new ids by llama.cpp (llama-cpp-python) on an exported GGUF: greedy, float32
+    KV cache, from an empty context each time (logits_all: without it llama-cpp-python leaves the
+    scores rows unwritten); the caller decodes them with the engine's tokenizer."""
+    import llama_cpp  # the optional llama.cpp client, not a dependency of the package
+
+    llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_batch=min(n_ctx, 512), logits_all=True,
+                          verbose=False, flash_attn=False, type_k=llama_cpp.GGML_TYPE_F32,
+                          type_v=llama_cpp.GGML_TYPE_F32, n_threads=n_threads)
+    stop = set(stop_ids)
+
+    def complete(ids) -> list[int]:
+        llm.reset()
+        llm.eval(list(ids))
+        out = []
+        for _ in range(min(max_new_tokens, n_ctx - len(ids))):
+            t = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            if t in stop:
+                break
+            out.append(t)
+            llm.eval([t])
+        return out
+
+    return complete
+
+
+def validation_set(header: dict):
+    """The held-out examples of the run a checkpoint header describes (as the trainer split them)."""
+    from codette_np import data as D
+
+    args = header.get("args") or {}
+    examples = []
+    if not (args.get("data") and args.get("no_builtin")):
+        mix = D.parse_mix(args["mix"]) if args.get("mix") else None
+        examples += D.generate(args.get("samples", 5000), seed=args.get("seed", 0), mix=mix)
+    if args.get("data"):
+        examples += D.load_user_data(args["data"])
+    return D.split_by_example(examples, val_fraction=0.05, seed=args.get("seed", 0))[1]
+
+
+def main(argv=None) -> int:
+    """python -m codette_np.evaluate: the tool-call evaluation of a run, by the engine and by llama.cpp."""
+    import sys
+
+    from codette_np.argtypes import Parser, nonneg_int, positive_int
+    from codette_np.checkpoint import CheckpointError, load_model_and_tokenizer
+
+    ap = Parser(prog="python -m codette_np.evaluate",
+                description="The held-out tool-call evaluation of a run (validity, grounded, exact, answer "
+                            "uses the result, per tool), by the engine and, for each --gguf, by llama.cpp "
+                            "(llama-cpp-python, greedy) on the exported file.")
+    ap.add_argument("--checkpoint", required=True, help="a .ckpt file or a run directory (best, else last)")
+    ap.add_argument("--gguf", nargs="*", default=[], help="exported files of the same run to evaluate in llama.cpp")
+    ap.add_argument("--tool-samples", type=nonneg_int, default=100, help="held-out requests (default 100)")
+    ap.add_argument("--max-new-tokens", type=positive_int, default=160,
+                    help="longest call or answer generated (default 160, as in training)")
+    a = ap.parse_args(argv)
+    try:
+        model, tok, header = load_model_and_tokenizer(a.checkpoint)
+        T = (header.get("shape") or [8, model.cfg.context_length])[1]
+        ev = Evaluator(model, tok, validation_set(header), T, tool_samples=a.tool_samples,
+                       max_new_tokens=a.max_new_tokens)
+    except (CheckpointError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not ev.tool_cases:
+        print("error: no held-out tool request fits the model's context", file=sys.stderr)
+        return 2
+    engine = ev.tool_call_metrics(ev.generate_case)
+    print(format_tool_table(f"engine ({model.backend_name} kernels)", engine))
+    for path in a.gguf:
+        try:
+            ids_of = llama_cpp_completer(path, model.cfg.context_length, ev.max_new_tokens, {ev.end_id, tok.eos_id})
+        except ImportError:
+            print("error: llama_cpp is not installed (pip install llama-cpp-python)", file=sys.stderr)
+            return 2
+        res = ev.tool_call_metrics(lambda ids: tok.decode(ids_of(ids)).strip())
+        print(format_tool_table(f"llama.cpp {path}", res))
+        same = sum(a["text"] == b["text"] for a, b in zip(res["calls"], engine["calls"]))
+        print(f"  generated calls identical to the engine's: {same} of {len(engine['calls'])}")
+        print("  requests that differ: " + ", ".join(
+            f"{k} {abs(sum(bool(r[k]) for r in res['calls']) - sum(bool(r[k]) for r in engine['calls']))}"
+            for k in TOOL_METRICS))
+    return 0
+
+
+def format_tool_table(title: str, t: dict) -> str:
+    return "\n".join([title + ":"] + format_report({"categories": {}, "overall": None, "tool_calls": t}, 0,
+                                                  tools_only=True).splitlines())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -487,3 +487,26 @@ def test_sigterm_during_write_leaves_no_gguf(train_run, tmp_path, monkeypatch):
     assert e.value.code == 128 + signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) == before
     assert leftovers(tmp_path) == []
+
+
+def test_tool_call_evaluation_agrees_with_llama_cpp(trained):
+    """The held-out tool-call numbers through the exported f16 and q8_0 files in llama.cpp equal
+    the engine's within one request per metric (python -m codette_np.evaluate, in a child)."""
+    need_llama_cpp()
+    r = subprocess.run([sys.executable, "-m", "codette_np.evaluate", "--checkpoint", str(trained.run),
+                        "--gguf", str(trained.gguf["f16"]), str(trained.gguf["q8_0"]), "--tool-samples", "40",
+                        "--max-new-tokens", "48"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    rc = r.returncode
+    assert rc >= 0, f"llama.cpp died with {signal.Signals(-rc).name}: {r.stderr[-800:]}"
+    assert rc == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    print("\n" + r.stdout)
+    n = int(r.stdout.split("tool calls on ")[1].split()[0])
+    assert n >= 10, r.stdout
+    diffs = [line for line in r.stdout.splitlines() if "requests that differ" in line]
+    assert len(diffs) == 2, r.stdout
+    for line in diffs:
+        counts = [int(part.split()[-1]) for part in line.split(":", 1)[1].split(",")]
+        assert max(counts) <= 1, line
+    # and the generations themselves: the f16 file gives the engine's calls, text for text, but for one
+    same = [int(line.split(":")[1].split()[0]) for line in r.stdout.splitlines() if "identical to the engine" in line]
+    assert same[0] >= n - 1, r.stdout

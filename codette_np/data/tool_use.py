@@ -72,6 +72,8 @@ def _workspace(r: random.Random) -> dict:
         files["data/" + fname] = "\n".join([header] + rows)
     if r.random() < 0.4:
         files["docs/guide.md"] = "# Guide\n" + "\n".join(r.sample(GUIDE_LINES, r.randint(2, 3)))
+    for _ in range(r.randint(1, 3)):  # files with generated names and lines
+        files[gen_path(r)] = "\n".join(gen_text(r) for _ in range(r.randint(1, 4)))
     return dict(sorted(files.items()))
 
 
@@ -117,9 +119,37 @@ WRITE_TEXTS = (
 )
 WRITE_PATHS = ("notes/todo.txt", "notes/log.txt", "notes/reminder.txt", "docs/status.md", "notes/shopping.txt", "README.md")
 
+# Argument values are generated from these pools (tens of thousands of combinations), so that a
+# call's arguments cannot be memorized: copying them from the request is the only way to get
+# them right.
+FOLDERS = ("notes", "docs", "logs", "drafts", "plans", "reports", "todo", "misc", "archive", "ideas", "home",
+           "work", "trips", "recipes", "garden", "music")
+NAMES = ("alpha", "budget", "cedar", "delta", "ember", "fjord", "granite", "harbor", "iris", "jasper", "kettle",
+         "lumen", "maple", "nectar", "orbit", "pepper", "quartz", "raven", "saffron", "tundra", "umber", "velvet",
+         "willow", "yonder", "zephyr", "amber", "birch", "comet", "dune", "echo", "falcon", "grove", "hazel",
+         "indigo", "juniper", "koala", "lotus", "meadow", "nova", "olive", "prism", "quill", "ridge", "sierra",
+         "timber", "ultra", "vista", "wren", "xenon", "yarrow", "zinnia")
+PEOPLE = ("Maria", "Sam", "Priya", "Jonas", "Aiko", "Omar", "Lena", "Diego", "Chloe", "Tariq", "Ines", "Kofi")
+VERBS = ("call", "email", "visit", "pay", "thank", "meet", "remind", "text", "invite", "ask")
+THINGS = ("the plumber", "the landlord", "the bank", "the dentist", "the team", "the printer shop", "grandma",
+          "the school", "the garage", "the library")
+CHORES = ("water the {n} plant", "pack the {n} box", "label the {n} jars", "fix the {n} lamp",
+          "return the {n} book", "clean the {n} shelf", "buy {k} {n} candles", "print {k} copies of {n}")
+TIMES = ("at 9", "at 10:30", "on Monday", "on Friday", "before noon", "after lunch", "tomorrow", "next week")
+
+
+def gen_path(r) -> str:
+    return f"{r.choice(FOLDERS)}/{r.choice(NAMES)}{r.choice(('', '-' + str(r.randint(1, 99))))}{r.choice(('.txt', '.md'))}"
+
+
+def gen_text(r) -> str:
+    if r.random() < 0.5:
+        return f"{r.choice(VERBS)} {r.choice(PEOPLE + THINGS)} {r.choice(TIMES)}"
+    return r.choice(CHORES).format(n=r.choice(NAMES), k=r.randint(2, 12))
+
 
 def _tool_write_file(r, files):
-    path, text = r.choice(WRITE_PATHS), r.choice(WRITE_TEXTS)
+    path, text = gen_path(r), gen_text(r)
     if r.random() < 0.4:
         user = r.choice(("Append '{t}' to {p}.", "Add the text '{t}' to the end of {p}.",
                          "Append the line '{t}' to the file {p}.")).format(t=text, p=path)
@@ -306,9 +336,9 @@ def _tool_api_call(r, files):
         a, b = r.choice(sorted(tools.CONVERSIONS))
         url, method = f"{base}/v1/convert?value={r.randint(1, 200)}&from={a}&to={b}", "GET"
     elif kind == "post":
-        url, method, body = f"{base}/v1/notes", "POST", {"text": r.choice(NOTE_TEXTS)}
+        url, method, body = f"{base}/v1/notes", "POST", {"text": gen_text(r)}
     elif kind == "put":
-        url, method, body = f"{base}/v1/notes/{r.randint(100, 999)}", "PUT", {"text": r.choice(NOTE_TEXTS)}
+        url, method, body = f"{base}/v1/notes/{r.randint(100, 999)}", "PUT", {"text": gen_text(r)}
     elif kind == "delete":
         url, method = f"{base}/v1/notes/{r.randint(100, 999)}", "DELETE"
     else:
