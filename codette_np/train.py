@@ -8,10 +8,15 @@ What a run does, in order: generate the built-in dataset (or read --data),
 split it by example per category, train (or load from cache) a SentencePiece
 tokenizer, print the parameter count / memory estimate / tokens per step,
 train with a progress bar, evaluate every --eval-every steps and at the end
-(validation loss, perplexity and next-token accuracy per category; tool-call
-validity by greedy generation on held-out tool requests), save checkpoints
-(last.ckpt periodically, best.ckpt by validation loss), and export GGUF +
-an Ollama Modelfile. Ctrl-C / SIGTERM save a checkpoint and exit.
+(validation loss, perplexity and next-token accuracy per category; on
+held-out tool requests, per tool: validity, grounded, exact match and
+whether the answer uses the tool's result), save checkpoints (last.ckpt
+periodically, best.ckpt by validation loss), draw loss.png, and export GGUF
++ an Ollama Modelfile. Ctrl-C / SIGTERM save a checkpoint and exit.
+
+A run directory holds one run: --resume continues it with the settings
+saved in its checkpoint, --overwrite starts it again; without either an
+existing run is refused.
 """
 
 from __future__ import annotations
