@@ -222,8 +222,8 @@ def report(result: dict) -> str:
     other = sorted({t for t in result["types"].values() if t != result["dtype"]})
     if other and result["dtype"] in ("q8_0", "q4_0"):
         n = sum(t != result["dtype"] for t in result["types"].values())
-        size += (f" ({n} of {len(result['types'])} tensors as {'/'.join(other)}: vectors, and matrices "
-                 f"whose rows are not multiples of 32)")
+        size += (f" ({n} of {len(result['types'])} tensors as {'/'.join(other)}: 1-D tensors always are, "
+                 f"matrices when their rows are not multiples of 32)")
     if result["dtype"] != "f32":
         size += f" ({result['bytes'] / result['f32_bytes']:.0%} of the {_mib(result['f32_bytes'])} of f32)"
     lines = [f"wrote {result['gguf']}: {size}, {result['n_params']:,} parameters"]
