@@ -104,15 +104,16 @@ class Evaluator:
         ctx = model.cfg.context_length
         for e in val_examples:
             if e.get("tool") and e.get("messages") and len(self.tool_cases) < tool_samples:
-                case = self._tool_case(e, max_new_tokens)
+                case = self._tool_case(e)
                 if case is None or len(case["answer_ids"]) + max_new_tokens > ctx:
                     self.tool_too_long += 1
                     continue
                 self.tool_cases.append(case)
         self.max_new_tokens = max_new_tokens
         self.end_id = tok.marker_ids["<|end|>"]
+        self._gen = None  # one KV cache for every generation, made on first use
 
-    def _tool_case(self, e, max_new_tokens):
+    def _tool_case(self, e):
         """The prompts and references of one held-out tool request (None if it has no call)."""
         tok, msgs = self.tok, e["messages"]
         u = next(i for i, m in enumerate(msgs) if m["role"] == "user")
@@ -161,7 +162,7 @@ class Evaluator:
 
     def generate_case(self, ids) -> str:
         """The engine's greedy continuation of ids, up to the end of the turn."""
-        if not hasattr(self, "_gen"):
+        if self._gen is None:
             self._gen = Generator(self.model)
         new = generate(self.model, ids, self.max_new_tokens, {self.end_id, self.tok.eos_id}, generator=self._gen)
         return self.tok.decode(new).strip()

@@ -166,25 +166,21 @@ def crossentropy_forward_backward(losses, dlogits, logits, targets, dscale):
 # take one row stride per tensor and need batch stride = T * row stride.
 
 
-def _att_ptr(name, a, shape, out=False):
-    off, _, _ = checks.view4(name, a, shape, out)
-    return _view(a, off)
-
-
 def attention_forward(out, lse, q, k, v):
-    shape, (sq, sk, sv, so) = checks.attention_forward(out, lse, q, k, v)
+    shape, views = checks.attention_forward(out, lse, q, k, v)
     B, T, NH, hs = shape
-    pq, pk, pv, po = (_att_ptr(n, a, shape) for n, a in (("q", q), ("k", k), ("v", v), ("out", out)))
+    (pq, sq), (pk, sk), (pv, sv), (po, so) = ((_view(a, off), row) for a, (off, row) in zip((q, k, v, out), views))
     _status(lib.attention_forward(po, _ptr(lse), pq, pk, pv, B, T, NH, hs, so, sq, sk, sv),
             "attention_forward")
 
 
 def attention_backward(dq, dk, dv, dout, q, k, v, out, lse):
-    shape, strides = checks.attention_backward(dq, dk, dv, dout, q, k, v, out, lse)
+    shape, views = checks.attention_backward(dq, dk, dv, dout, q, k, v, out, lse)
     B, T, NH, hs = shape
-    named = (("dq", dq), ("dk", dk), ("dv", dv), ("dout", dout), ("q", q), ("k", k), ("v", v), ("out", out))
-    ptrs = [_att_ptr(n, a, shape) for n, a in named]
-    _status(lib.attention_backward(*ptrs, _ptr(lse), B, T, NH, hs, *strides), "attention_backward")
+    arrays = (dq, dk, dv, dout, q, k, v, out)
+    ptrs = [_view(a, off) for a, (off, _) in zip(arrays, views)]
+    _status(lib.attention_backward(*ptrs, _ptr(lse), B, T, NH, hs, *(row for _, row in views)),
+            "attention_backward")
 
 
 def attention_scratch_bytes(T: int, hs: int, backward: bool) -> int:

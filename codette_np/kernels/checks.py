@@ -304,10 +304,10 @@ def _att_shape(q):
 
 
 def attention_forward(out, lse, q, k, v):
-    """Returns shape and the row stride of (q, k, v, out)."""
+    """Returns shape and the (offset in its base, row stride) of q, k, v and out."""
     shape = B, T, NH, hs = _att_shape(q)
-    rows = [_att_view(n, a, shape)[1] for n, a in (("q", q), ("k", k), ("v", v))]
-    rows.append(_att_view("out", out, shape, out=True)[1])
+    rows = [_att_view(n, a, shape) for n, a in (("q", q), ("k", k), ("v", v))]
+    rows.append(_att_view("out", out, shape, out=True))
     array("lse", lse, (B, NH, T), out=True)
     for oname, o in (("out", out), ("lse", lse)):
         for iname, i in (("q", q), ("k", k), ("v", v)):
@@ -317,12 +317,12 @@ def attention_forward(out, lse, q, k, v):
 
 
 def attention_backward(dq, dk, dv, dout, q, k, v, out, lse):
-    """Returns shape and the row strides of (dq, dk, dv, dout, q, k, v, out)."""
+    """Returns shape and the (offset in its base, row stride) of dq, dk, dv, dout, q, k, v and out."""
     shape = B, T, NH, hs = _att_shape(q)
     grads = (("dq", dq), ("dk", dk), ("dv", dv))
     inputs = (("dout", dout), ("q", q), ("k", k), ("v", v), ("out", out))
-    rows = [_att_view(n, a, shape, out=True)[1] for n, a in grads]
-    rows += [_att_view(n, a, shape)[1] for n, a in inputs]
+    rows = [_att_view(n, a, shape, out=True) for n, a in grads]
+    rows += [_att_view(n, a, shape) for n, a in inputs]
     array("lse", lse, (B, NH, T))
     for oname, o in grads:  # (dq, dk, dv interleave in one buffer, as q, k, v do)
         for iname, a in inputs + (("lse", lse),):
