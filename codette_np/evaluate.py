@@ -255,13 +255,10 @@ def validation_set(header: dict):
     from codette_np import data as D
 
     args = header.get("args") or {}
-    examples = []
-    if not (args.get("data") and args.get("no_builtin")):
-        mix = D.parse_mix(args["mix"]) if args.get("mix") else None
-        examples += D.generate(args.get("samples", 5000), seed=args.get("seed", 0), mix=mix)
-    if args.get("data"):
-        examples += D.load_user_data(args["data"])
-    return D.split_by_example(examples, val_fraction=0.05, seed=args.get("seed", 0))[1]
+    seed = args.get("seed", 0)
+    examples = D.run_examples(args.get("samples", 5000), seed, args.get("mix"), args.get("data"),
+                              bool(args.get("no_builtin")))
+    return D.split_by_example(examples, val_fraction=0.05, seed=seed)[1]
 
 
 def main(argv=None) -> int:

@@ -394,12 +394,7 @@ def run(args, given: dict | None = None) -> int:
 
     # 2) data
     t0 = time.time()
-    examples = []
-    if not (args.data and args.no_builtin):
-        mix = D.parse_mix(args.mix) if args.mix else None
-        examples += D.generate(args.samples, seed=args.seed, mix=mix)
-    if args.data:
-        examples += D.load_user_data(args.data)
+    examples = D.run_examples(args.samples, args.seed, args.mix, args.data, args.no_builtin)
     if not examples:
         raise UserError("no training examples: --samples is 0 and no --data was given")
     digest = data_digest(examples)

@@ -14,9 +14,9 @@ TINY = ["--size", "nano", "--samples", "300", "--vocab-size", "400", "--seq-len"
         "--eval-every", "1000", "--export-dtype", "none", "--quiet", "--eval-tool-samples", "0"]
 
 
-def cli(module, *args):
+def cli(module, *args, env=None):
     return subprocess.run([sys.executable, "-m", f"codette_np.{module}", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, env=ENV)
+                          capture_output=True, text=True, timeout=300, env={**ENV, **(env or {})})
 
 
 def one_error_line(r, expect):
@@ -246,12 +246,12 @@ def test_a_full_disk_names_the_checkpoint_still_good(tmp_path, monkeypatch, caps
 
 
 def test_ctrl_c_during_start_up_is_one_line(tmp_path, monkeypatch, capsys):
-    from codette_np import data
+    from codette_np.data import mix
 
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data, "generate", interrupted)
+    monkeypatch.setattr(mix, "generate", interrupted)  # while the built-in data is generated
     code, io = _in_process(monkeypatch, capsys, "--max-steps", "2", "--out", tmp_path / "run")
     assert code == 130 and io.err.strip().startswith("error: interrupted during start-up")
     assert not (tmp_path / "run" / "last.ckpt").exists()
@@ -283,15 +283,11 @@ def test_more_one_line_errors(run_dir, tmp_path, case):
         r = cli("train", *TINY, "--samples", "0", "--max-steps", "1", "--out", tmp_path / "r")
         one_error_line(r, "no training examples: --samples is 0 and no --data was given")
     elif case == "backend-env":
-        r = subprocess.run([sys.executable, "-m", "codette_np.train", *TINY, "--max-steps", "1", "--out",
-                            str(tmp_path / "r")], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                           env=dict(ENV, CODETTE_BACKEND="cuda"))
-        one_error_line(r, "CODETTE_BACKEND='cuda' is not a kernel backend")
-        for module, args in (("generate", ["--checkpoint", run_dir, "--prompt", "hi"]),
+        for module, args in (("train", [*TINY, "--max-steps", "1", "--out", tmp_path / "r"]),
+                             ("generate", ["--checkpoint", run_dir, "--prompt", "hi"]),
                              ("export", ["--checkpoint", run_dir, "--out", tmp_path / "m.gguf"])):
-            r = subprocess.run([sys.executable, "-m", f"codette_np.{module}", *map(str, args)], cwd=ROOT,
-                               capture_output=True, text=True, timeout=300, env=dict(ENV, CODETTE_BACKEND="cuda"))
-            one_error_line(r, "CODETTE_BACKEND='cuda' is not a kernel backend")
+            one_error_line(cli(module, *args, env={"CODETTE_BACKEND": "cuda"}),
+                           "CODETTE_BACKEND='cuda' is not a kernel backend")
     elif case == "data-out-dir":
         one_error_line(cli("data", "--samples", "3", "--out", tmp_path), "is a directory")
     elif case == "export-onto-input":

@@ -31,8 +31,8 @@ from codette_np.data.common import CATEGORIES, DEFAULT_MIX, DataError
 from codette_np.data.mix import generate, parse_mix
 from codette_np.data.stats import distinct_ngram_stats, skeleton
 from codette_np.data.tool_use import FILE_TOOLS
-from codette_np.data.user import load_user_data, split_by_example
+from codette_np.data.user import load_user_data, run_examples, split_by_example
 from codette_np.data.cli import main
 
 __all__ = ["CATEGORIES", "DEFAULT_MIX", "DataError", "generate", "parse_mix", "distinct_ngram_stats",
-           "skeleton", "FILE_TOOLS", "load_user_data", "split_by_example", "main"]
+           "skeleton", "FILE_TOOLS", "load_user_data", "run_examples", "split_by_example", "main"]

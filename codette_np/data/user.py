@@ -106,3 +106,16 @@ def split_by_example(examples: list[dict], val_fraction: float = 0.05, seed: int
     return train, val
 
 
+
+
+def run_examples(samples: int, seed: int = 0, mix: str | None = None, data=None, no_builtin: bool = False):
+    """A training run's examples, in the trainer's order: the built-in set (unless no_builtin
+    with data), then the user's files."""
+    from codette_np.data.mix import generate, parse_mix
+
+    examples = []
+    if not (data and no_builtin):
+        examples += generate(samples, seed=seed, mix=parse_mix(mix) if mix else None)
+    if data:
+        examples += load_user_data(data)
+    return examples
