@@ -32,7 +32,7 @@ KERNELS = (
     "gelu_forward", "gelu_backward",
     "bias_gelu_forward", "gelu_bias_backward",
     "crossentropy_forward_backward",
-    "grad_norm_sq", "adamw_step",
+    "grad_norm_sq", "adamw_step", "adamw_step_bf16", "adamw_step_q8",
 )
 
 

@@ -6,35 +6,72 @@ targets = row[1:]). The batch of step s is a pure function of (rows, s, B,
 seed): epoch e visits the rows in the permutation drawn from
 default_rng([seed, e]). So resuming at step s needs only s, and a resumed
 run sees exactly the batches of an uninterrupted one.
+
+A mask per example (True where a token is trained) can go along: packed the
+same way (`pack_masks`), it turns the untrained targets into -1, which the
+loss ignores. A chat example trains only on its assistant turns
+(Tokenizer.encode_chat_trained): the system prompt, the user's words and the
+tool results are context the model reads, not text it must write.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+TRAIN_ON = ("assistant", "all")  # what a chat example trains on; text without turns trains on all of it
 
-def pack_rows(token_lists, bos_id: int, eos_id: int, T: int, seed: int = 0) -> np.ndarray:
-    """rows (R, T+1) int32 from a list of token-id lists; the tail shorter than a row is dropped."""
-    order = np.random.default_rng([seed, 0xC0DE]).permutation(len(token_lists))
-    total = sum(len(token_lists[i]) + 2 for i in order)
-    stream = np.empty(total, dtype=np.int32)
+
+def encode_example(tok, example: dict, train_on: str = "assistant") -> tuple[list[int], list[bool]]:
+    """(ids, trained) of one example: with train_on "assistant", a chat example (one with
+    "messages") trains on its assistant turns only; anything else trains on every token."""
+    if train_on not in TRAIN_ON:
+        raise ValueError(f"train_on must be one of {TRAIN_ON}, not {train_on!r}")
+    if train_on == "assistant" and example.get("messages"):
+        return tok.encode_chat_trained(example["messages"])
+    ids = tok.encode(example["text"])
+    return ids, [True] * len(ids)
+
+
+def _stream(lists, first, last, seed: int, dtype) -> np.ndarray:
+    """Concatenate `first, *lists[i], last` over the seeded order of the examples."""
+    order = np.random.default_rng([seed, 0xC0DE]).permutation(len(lists))
+    total = sum(len(lists[i]) + 2 for i in order)
+    stream = np.empty(total, dtype=dtype)
     pos = 0
     for i in order:
-        ids = token_lists[i]
-        stream[pos] = bos_id
-        stream[pos + 1:pos + 1 + len(ids)] = ids
-        stream[pos + 1 + len(ids)] = eos_id
-        pos += len(ids) + 2
-    n_rows = (total - 1) // T
-    if n_rows == 0:
-        return np.zeros((0, T + 1), dtype=np.int32)
-    # row r covers stream[r*T : r*T + T + 1] (consecutive rows share one token)
+        seq = lists[i]
+        stream[pos] = first(seq)
+        stream[pos + 1:pos + 1 + len(seq)] = seq
+        stream[pos + 1 + len(seq)] = last(seq)
+        pos += len(seq) + 2
+    return stream
+
+
+def _cut(stream: np.ndarray, T: int) -> np.ndarray:
+    """Rows (R, T+1) of the stream; row r covers stream[r*T : r*T + T + 1] (consecutive rows
+    share one token); the tail shorter than a row is dropped."""
+    n_rows = (len(stream) - 1) // T
+    if n_rows <= 0:
+        return np.zeros((0, T + 1), dtype=stream.dtype)
     idx = np.arange(n_rows)[:, None] * T + np.arange(T + 1)[None, :]
     return stream[idx]
 
 
-def batch_at(rows: np.ndarray, step: int, B: int, seed: int = 0):
-    """(inputs, targets), each (B, T) int32, for optimizer step `step` (0-based)."""
+def pack_rows(token_lists, bos_id: int, eos_id: int, T: int, seed: int = 0) -> np.ndarray:
+    """rows (R, T+1) int32 from a list of token-id lists."""
+    return _cut(_stream(token_lists, lambda s: bos_id, lambda s: eos_id, seed, np.int32), T)
+
+
+def pack_masks(masks, T: int, seed: int = 0) -> np.ndarray:
+    """trained (R, T+1) bool, aligned with pack_rows(token_lists, ..., T, seed) for masks of the
+    same lengths: BOS is never a target; an example's EOS is trained when all of it is."""
+    return _cut(_stream(masks, lambda m: False, lambda m: bool(len(m)) and bool(np.all(m)),
+                        seed, np.bool_), T)
+
+
+def batch_at(rows: np.ndarray, step: int, B: int, seed: int = 0, trained: np.ndarray | None = None):
+    """(inputs, targets), each (B, T) int32, for optimizer step `step` (0-based); with
+    `trained` (pack_masks), the targets it does not train are -1."""
     R = rows.shape[0]
     first = step * B
     sel = np.empty(B, dtype=np.int64)
@@ -45,16 +82,26 @@ def batch_at(rows: np.ndarray, step: int, B: int, seed: int = 0):
             perm, perm_epoch = np.random.default_rng([seed, e]).permutation(R), e
         sel[j] = perm[r]
     batch = rows[sel]
-    return np.ascontiguousarray(batch[:, :-1]), np.ascontiguousarray(batch[:, 1:])
+    x, y = np.ascontiguousarray(batch[:, :-1]), np.ascontiguousarray(batch[:, 1:])
+    if trained is not None:
+        y[~trained[sel, 1:]] = -1
+    return x, y
 
 
-def eval_rows(token_lists, bos_id: int, eos_id: int, T: int):
+def eval_rows(token_lists, bos_id: int, eos_id: int, T: int, masks=None):
     """(inputs, targets) (R, T) for evaluation: every token of every example is a
-    target exactly once; the last row is padded with target -1."""
-    stream = []
-    for ids in token_lists:
+    target exactly once (with masks: every trained token); the last row is padded with
+    target -1."""
+    stream, keep = [], []
+    for k, ids in enumerate(token_lists):
         stream += [bos_id, *ids, eos_id]
+        if masks is None:
+            keep += [True] * (len(ids) + 2)
+        else:
+            m = [bool(b) for b in masks[k]]
+            keep += [False, *m, bool(len(m)) and all(m)]  # as pack_masks
     stream = np.asarray(stream, dtype=np.int32)
+    keep = np.asarray(keep, dtype=bool)
     n_targets = len(stream) - 1
     R = max(1, -(-n_targets // T))
     x = np.zeros((R, T), dtype=np.int32)
@@ -63,5 +110,5 @@ def eval_rows(token_lists, bos_id: int, eos_id: int, T: int):
         seg = stream[r * T:r * T + T + 1]
         n = len(seg) - 1
         x[r, :n] = seg[:-1]
-        y[r, :n] = seg[1:]
+        y[r, :n] = np.where(keep[r * T + 1:r * T + 1 + n], seg[1:], -1)
     return x, y

@@ -29,7 +29,7 @@ from difflib import SequenceMatcher
 
 import numpy as np
 
-from codette_np.batches import eval_rows
+from codette_np.batches import encode_example, eval_rows
 from codette_np.data import tools
 from codette_np.generate import Generator, generate
 
@@ -92,12 +92,13 @@ def is_grounded(text: str, needed: list[str]) -> bool:
 
 class Evaluator:
     def __init__(self, model, tok, val_examples, T, batch_size=8, max_rows_per_category=64,
-                 tool_samples=100, max_new_tokens=160):
+                 tool_samples=100, max_new_tokens=160, train_on="all"):
+        """Validation loss over the tokens training predicts (`train_on`, batches.encode_example)."""
         self.model, self.tok, self.B = model, tok, batch_size
         self.sets = {}
         for cat in sorted({e["category"] for e in val_examples}):
-            ids = [tok.encode(e["text"]) for e in val_examples if e["category"] == cat]
-            x, y = eval_rows(ids, tok.bos_id, tok.eos_id, T)
+            enc = [encode_example(tok, e, train_on) for e in val_examples if e["category"] == cat]
+            x, y = eval_rows([i for i, _ in enc], tok.bos_id, tok.eos_id, T, masks=[m for _, m in enc])
             self.sets[cat] = (x[:max_rows_per_category], y[:max_rows_per_category])
         self.tool_cases = []  # one dict per held-out request (see _tool_case)
         self.tool_too_long = 0  # held-out requests whose prompt + answer exceed the context
@@ -129,19 +130,26 @@ class Evaluator:
                 "answer_ids": [tok.bos_id] + tok.encode_chat(msgs[:u + 3], add_generation_prompt=True)}
 
     def _loss_acc(self, x, y):
-        """(sum of losses, correct predictions, number of targets) over rows x, y (R, T)."""
+        """(sum of losses, correct predictions, number of targets) over rows x, y (R, T); one
+        row's logits (T, V) at a time, so evaluation needs no more memory than one row."""
         tot, correct, n = 0.0, 0, 0
         for r0 in range(0, x.shape[0], self.B):
             xb, yb = x[r0:r0 + self.B], y[r0:r0 + self.B]
-            logits = self.model.forward(xb).astype(np.float64)  # (b, T, V)
-            m = logits.max(axis=-1, keepdims=True)
-            lse = (m + np.log(np.exp(logits - m).sum(axis=-1, keepdims=True)))[..., 0]
-            valid = yb >= 0
-            yt = np.where(valid, yb, 0)
-            lt = np.take_along_axis(logits, yt[..., None], axis=-1)[..., 0]
-            tot += float(((lse - lt) * valid).sum())
-            correct += int(((logits.argmax(axis=-1) == yb) & valid).sum())
-            n += int(valid.sum())
+            if len(xb) < self.B:  # pad the last batch: the training buffers serve, none are added
+                pad = self.B - len(xb)
+                xb = np.concatenate([xb, np.zeros((pad, xb.shape[1]), xb.dtype)])
+                yb = np.concatenate([yb, np.full((pad, yb.shape[1]), -1, yb.dtype)])
+            logits = self.model.forward(xb)  # (B, T, V)
+            for lg, yr in zip(logits, yb):  # (T, V), (T,)
+                valid = yr >= 0
+                if not valid.any():
+                    continue
+                lg, yt = lg[valid], yr[valid]  # (n, V), (n,)
+                mx = lg.max(axis=-1, keepdims=True)
+                lse = mx[:, 0].astype(np.float64) + np.log(np.exp(lg - mx).sum(axis=-1, dtype=np.float64))
+                tot += float((lse - lg[np.arange(len(yt)), yt].astype(np.float64)).sum())
+                correct += int((lg.argmax(axis=-1) == yt).sum())
+                n += int(valid.sum())
         return tot, correct, n
 
     def run(self) -> dict:
@@ -282,7 +290,8 @@ def main(argv=None) -> int:
         model, tok, header = load_model_and_tokenizer(a.checkpoint)
         T = (header.get("shape") or [8, model.cfg.context_length])[1]
         ev = Evaluator(model, tok, validation_set(header), T, tool_samples=a.tool_samples,
-                       max_new_tokens=a.max_new_tokens)
+                       max_new_tokens=a.max_new_tokens,
+                       train_on=(header.get("args") or {}).get("train_on", "all"))
     except (CheckpointError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -2,11 +2,23 @@
 
 Weight-decay policy: decoupled weight decay applies to matrices (ndim 2: the
 q/k/v/output/up/down projections and the tied embedding) and never to
-biases or LayerNorm parameters. It is fixed by `ParamLayout.decay_mask`.
+biases or LayerNorm parameters. It follows from the layout (each tensor's
+shape), so it costs no memory.
 
-The update is one fused pass over the flat buffers (the `adamw_step` kernel:
-C when built, NumPy reference otherwise); clipping by the global grad norm
-is folded into that pass as a scale on the gradient.
+The update is one fused pass per tensor (the `adamw_step*` kernels: C when
+built, Numba or the NumPy reference otherwise); clipping by the global grad
+norm is folded into that pass as a scale on the gradient.
+
+The moments are stored in one of three formats (`state=`):
+- "fp32": two float32 buffers, 8 bytes per parameter;
+- "bf16": two bfloat16 buffers, 4 bytes per parameter;
+- "q8": two 8-bit codes per parameter, scaled per block of 256 elements by
+  the block's absmax (a float32 each), about 2.03 bytes per parameter.
+The low-precision formats are decoded and re-encoded inside the fused
+kernel (no float32 copy of them exists), with stochastic rounding whose bits
+are a pure function of (seed, step, element), so resume stays bit-exact.
+Tensors under SMALL_TENSOR elements (biases, LayerNorm) keep float32 moments
+in every format.
 """
 
 from __future__ import annotations
@@ -37,25 +49,76 @@ def _check_lr(lr) -> float:
     return float(lr)
 
 
+STATES = ("fp32", "bf16", "q8")
+SMALL_TENSOR = 4096  # tensors with fewer elements keep float32 moments in every format
+Q8_BLOCK = 256  # elements per absmax scale of the "q8" format (as the kernels)
+
+
+def state_bytes_per_param(state: str, layout) -> float:
+    """Bytes of optimizer state per parameter of `layout` in format `state`."""
+    return sum(_slot_bytes(state, s.size) for s in layout.slots) / layout.n_params
+
+
+def _slot_bytes(state: str, n: int) -> float:
+    if state == "fp32" or n < SMALL_TENSOR:
+        return 8 * n
+    if state == "bf16":
+        return 4 * n
+    return 2 * n + 8 * -(-n // Q8_BLOCK)
+
+
 class AdamW:
     """AdamW with bias correction and decoupled weight decay on matrices only.
 
-    opt = AdamW(model, lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    opt = AdamW(model, lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, state="q8")
     grad_norm = opt.step(lr=..., max_grad_norm=1.0)
     """
 
-    def __init__(self, model, lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1):
+    def __init__(self, model, lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, state="fp32",
+                 seed=0):
         b1, b2 = betas
         _check_lr(lr)
         if not (0 <= b1 < 1 and 0 <= b2 < 1 and 0 < eps < math.inf and 0 <= weight_decay < math.inf):
             raise ValueError(f"invalid AdamW hyperparameters lr={lr} betas={betas} eps={eps} "
                              f"weight_decay={weight_decay}")
+        if state not in STATES:
+            raise ValueError(f"optimizer state must be one of {STATES}, not {state!r}")
         self.model = model
         self.lr, self.beta1, self.beta2, self.eps, self.weight_decay = lr, b1, b2, eps, weight_decay
-        self.m = np.zeros_like(model.params)  # (P,) first moment
-        self.v = np.zeros_like(model.params)  # (P,) second moment
-        self.decay_mask = model.layout.decay_mask()  # (P,) uint8
+        self.state_format, self.seed = state, int(seed)
         self.t = 0  # optimizer steps taken
+        # per tensor: (slot, kind, offset into the kind's buffers, first absmax block)
+        self._plan = []
+        n32 = nlow = nblk = 0
+        for sl in model.layout.slots:
+            if state == "fp32" or sl.size < SMALL_TENSOR:
+                self._plan.append((sl, "fp32", n32, 0))
+                n32 += sl.size
+            else:
+                self._plan.append((sl, state, nlow, nblk))
+                nlow += sl.size
+                nblk += -(-sl.size // Q8_BLOCK) if state == "q8" else 0
+        dt = model.params.dtype  # float32 (float64 for the oracle model)
+        self.m = np.zeros(n32, dt)  # (n32,) full-precision moments of the "fp32" tensors
+        self.v = np.zeros(n32, dt)
+        low = {"bf16": np.uint16, "q8": np.uint8}.get(state)
+        self.m_low = np.zeros(nlow if low else 0, low or np.uint8)  # (nlow,) bf16 bits or 8-bit codes
+        self.v_low = np.zeros(nlow if low else 0, low or np.uint8)
+        self.m_absmax = np.zeros(nblk, np.float32)  # (blocks,) "q8" scales
+        self.v_absmax = np.zeros(nblk, np.float32)
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The buffers that hold the optimizer's state, by checkpoint blob name."""
+        out = {"m": self.m, "v": self.v}
+        if self.state_format != "fp32":
+            out.update(m_low=self.m_low, v_low=self.v_low)
+        if self.state_format == "q8":
+            out.update(m_absmax=self.m_absmax, v_absmax=self.v_absmax)
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.state_arrays().values())
 
     def grad_norm(self) -> float:
         """Global L2 norm of the model's gradients."""
@@ -82,22 +145,40 @@ class AdamW:
         if max_grad_norm is not None and max_grad_norm > 0 and norm > max_grad_norm:
             scale = max_grad_norm / (norm + 1e-6)
         self.t += 1
-        self.model.kernels.adamw_step(self.model.params, self.model.grads, self.m, self.v,
-                                      self.decay_mask, lr, self.beta1, self.beta2, self.eps,
-                                      self.weight_decay, self.t, scale)
+        K, P, G = self.model.kernels, self.model.params, self.model.grads
+        hyper = (lr, self.beta1, self.beta2, self.eps, self.weight_decay, self.t, scale)
+        for sl, kind, off, blk in self._plan:
+            p, g = P[sl.offset:sl.offset + sl.size], G[sl.offset:sl.offset + sl.size]
+            decay = len(sl.shape) == 2
+            if kind == "fp32":
+                K.adamw_step(p, g, self.m[off:off + sl.size], self.v[off:off + sl.size], decay, *hyper)
+            elif kind == "bf16":
+                K.adamw_step_bf16(p, g, self.m_low[off:off + sl.size], self.v_low[off:off + sl.size], decay,
+                                  *hyper, self.seed, sl.offset)
+            else:
+                nb = -(-sl.size // Q8_BLOCK)
+                K.adamw_step_q8(p, g, self.m_low[off:off + sl.size], self.v_low[off:off + sl.size],
+                                self.m_absmax[blk:blk + nb], self.v_absmax[blk:blk + nb], decay, *hyper,
+                                self.seed, sl.offset)
         return norm
 
     def state_dict(self) -> dict:
-        return {"m": self.m, "v": self.v, "t": self.t, "lr": self.lr, "beta1": self.beta1,
-                "beta2": self.beta2, "eps": self.eps, "weight_decay": self.weight_decay}
+        return {**self.state_arrays(), "t": self.t, "lr": self.lr, "beta1": self.beta1,
+                "beta2": self.beta2, "eps": self.eps, "weight_decay": self.weight_decay,
+                "state": self.state_format, "seed": self.seed}
 
     def load_state_dict(self, s: dict):
-        if s["m"].shape != self.m.shape or s["v"].shape != self.v.shape:
-            raise ValueError(f"optimizer state has {s['m'].shape[0]} parameters, "
-                             f"the model has {self.m.shape[0]}")
-        self.m[:] = s["m"]
-        self.v[:] = s["v"]
+        if s.get("state", "fp32") != self.state_format:
+            raise ValueError(f"optimizer state is {s.get('state', 'fp32')!r}, this optimizer keeps "
+                             f"{self.state_format!r}")
+        for name, a in self.state_arrays().items():
+            if s[name].shape != a.shape:
+                raise ValueError(f"optimizer state {name} has {s[name].shape[0]} elements, "
+                                 f"this model needs {a.shape[0]}")
+        for name, a in self.state_arrays().items():
+            a[:] = s[name]
         self.t = int(s["t"])
+        self.seed = int(s.get("seed", self.seed))
         for k in ("lr", "beta1", "beta2", "eps", "weight_decay"):
             if k in s:
                 setattr(self, k, float(s[k]))

@@ -420,6 +420,19 @@ class Tokenizer:
             ids += [self.marker_ids[chat.ASSISTANT], *nl]
         return ids
 
+    def encode_chat_trained(self, messages: list[dict], roles=("assistant",)) -> tuple[list[int], list[bool]]:
+        """(ids, trained): the ids of encode_chat(messages) and, per id, whether training
+        predicts it: the content and the end marker of each turn whose role is in `roles`."""
+        ids, trained = [], []
+        n_nl = len(self._sp.encode("\n", out_type=int))
+        for m in messages:
+            turn = self.encode_chat([m])  # [role marker, *nl, *content, END, *nl]
+            n_content = len(turn) - 2 - 2 * n_nl
+            keep = m["role"] in roles
+            ids += turn
+            trained += [False] * (1 + n_nl) + [keep] * (n_content + 1) + [False] * n_nl
+        return ids, trained
+
     def decode(self, ids) -> str:
         out = []
         for i in ids:

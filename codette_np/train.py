@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from codette_np.batches import TRAIN_ON
+from codette_np.memory import MEMORY_PLANS
 from codette_np.argtypes import (Parser, int_at_least, nonempty, nonneg_float, nonneg_int, positive_float,
                                  positive_int)
 
@@ -66,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--vocab-size", type=int_at_least(MIN_VOCAB), default=None,
                     help=f"tokenizer vocabulary size, at least {MIN_VOCAB} (default: the preset's, or what "
                          "the training text supports if that is less)")
+    ap.add_argument("--train-on", choices=list(TRAIN_ON), default="assistant",
+                    help="what a chat example trains on: 'assistant' (default) predicts only the "
+                         "assistant's turns (tool calls and answers), reading the system prompt, the "
+                         "user's words and tool results as context; 'all' predicts every token. Plain "
+                         "text trains on all of it either way")
     ap.add_argument("--max-steps", type=positive_int, default=5000, help="optimizer steps to train (default 5000)")
     ap.add_argument("--batch-size", type=positive_int, default=None, help="rows per step (default per size)")
     ap.add_argument("--seq-len", type=positive_int, default=None, help="tokens per row (default per size)")
@@ -96,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="kernel backend (default: CODETTE_BACKEND or the best available)")
     ap.add_argument("--export-dtype", default="f16", choices=["none", "f32", "f16", "bf16", "q8_0", "q4_0"],
                     help="GGUF written at the end of the run (default f16; 'none' skips export)")
+    ap.add_argument("--memory", choices=list(MEMORY_PLANS), default="auto",
+                    help="memory plan: 'fp32' keeps weights, gradients and both AdamW moments in fp32 "
+                         "(16 bytes per parameter); 'lean' stores the moments as 8-bit blockwise codes "
+                         "(about 10 bytes per parameter); 'auto' (default) is fp32 when it fits in the "
+                         "available memory, else lean. The plan is printed before anything is allocated")
     ap.add_argument("--ignore-memory-check", action="store_true",
                     help="train even if the memory estimate exceeds the available RAM")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -150,14 +162,6 @@ def available_memory_bytes() -> int | None:
             avail = room if avail is None else min(avail, room)
             break
     return avail
-
-
-def memory_estimate(cfg, B, T) -> int:
-    """Bytes the run allocates: params, grads, two moments, decay mask, activations."""
-    from codette_np.model import _act_bytes
-
-    P = cfg.n_params
-    return 4 * P * 4 + P + _act_bytes(cfg, B, T, "float32")
 
 
 def _gib(n):
@@ -331,8 +335,9 @@ def run(args, given: dict | None = None) -> int:
     from codette_np import AdamW, Model, ModelConfig, backend, lr_schedule
     from codette_np import checkpoint as ck
     from codette_np import data as D
+    from codette_np import memory as M
     from codette_np import evaluate as E
-    from codette_np.batches import batch_at, pack_rows
+    from codette_np.batches import batch_at, encode_example, pack_masks, pack_rows
     from codette_np.tokenizer import Tokenizer, VocabTooLarge, train_or_load
 
     try:
@@ -381,14 +386,19 @@ def run(args, given: dict | None = None) -> int:
     else:
         planned = preset.replace(vocab_size=args.vocab_size or preset.vocab_size,
                                  context_length=max(preset.context_length, T))
-    need = memory_estimate(planned, B, T)
     avail = available_memory_bytes()
+    if state is not None:  # the checkpoint's plan: its optimizer state is stored in that format
+        memory = state["header"].get("memory_plan", "fp32")
+    else:
+        memory = args.memory
+    plan = M.plan_for(planned, B, T, memory, avail)
     log.say(f"model: {args.size}, {planned.n_params:,} parameters (d={planned.d_model}, "
             f"L={planned.n_layer}, H={planned.n_head}, V={planned.vocab_size}); {B} x {T} = "
-            f"{B * T:,} tokens/step; memory estimate {_gib(need)}"
-            + (f" of {_gib(avail)} available" if avail else ""))
-    if avail is not None and need > avail and not args.ignore_memory_check:
-        raise UserError(f"this run needs about {_gib(need)} but {_gib(avail)} is available; lower "
+            f"{B * T:,} tokens/step")
+    log.say(plan.describe(avail))
+    if avail is not None and plan.total > avail and not args.ignore_memory_check:
+        lean = "" if plan.name == "lean" else "use --memory lean, "
+        raise UserError(f"this run needs about {_gib(plan.total)} but {_gib(avail)} is available; {lean}lower "
                         f"--batch-size or --seq-len, pick a smaller --size, or pass "
                         f"--ignore-memory-check to try anyway")
 
@@ -428,24 +438,27 @@ def run(args, given: dict | None = None) -> int:
     log.say(f"tokenizer: SentencePiece BPE, {tok.vocab_size} pieces")
 
     cfg = planned.replace(vocab_size=tok.vocab_size)
-    rows = pack_rows([tok.encode(e["text"]) for e in train_ex], tok.bos_id, tok.eos_id, T, args.seed)
+    encoded = [encode_example(tok, e, args.train_on) for e in train_ex]
+    rows = pack_rows([ids for ids, _ in encoded], tok.bos_id, tok.eos_id, T, args.seed)  # (R, T+1)
+    trained = pack_masks([m for _, m in encoded], T, args.seed)  # (R, T+1) bool
+    del encoded
     if len(rows) < B:
         raise UserError(f"only {len(rows)} rows of {T + 1} tokens in the training data; "
                         f"lower --batch-size or --seq-len, or add data")
 
     log.open()  # every input check has passed: from here on the run writes its files
     model = Model(cfg, seed=args.seed, backend=args.backend)
-    opt = AdamW(model, lr=max_lr, weight_decay=args.weight_decay)
+    opt = AdamW(model, lr=max_lr, weight_decay=args.weight_decay, state=plan.optimizer_state, seed=args.seed)
     step, tokens_seen, best_val = 0, 0, math.inf
     if state is not None:  # streamed straight into the model's and the optimizer's buffers
-        ck.load_checkpoint(state["path"], into={"params": model.params, "m": opt.m, "v": opt.v})
+        ck.load_checkpoint(state["path"], into={"params": model.params, **opt.state_arrays()})
         opt.t = state["header"]["opt_t"]
         step = state["header"]["step"]
         tokens_seen = state["header"]["tokens_seen"]
         best_val = state["header"]["best_val"] if state["header"]["best_val"] is not None else math.inf
         log.say(f"resumed from {out / 'last.ckpt'} at step {step}")
     log.say(f"backend: {model.backend_name}; threads: {os.environ.get('OMP_NUM_THREADS', 'all')}")
-    evaluator = E.Evaluator(model, tok, val_ex, T, batch_size=B,
+    evaluator = E.Evaluator(model, tok, val_ex, T, batch_size=B, train_on=args.train_on,
                             tool_samples=args.eval_tool_samples)
 
     def save(path, kind):
@@ -457,8 +470,9 @@ def run(args, given: dict | None = None) -> int:
                   # the only randomness after init is the data order, a pure function of
                   # (seed, epoch): batches.batch_at; so the seed is the whole RNG state
                   "rng": {"seed": args.seed, "data_order": "default_rng([seed, epoch]).permutation"},
-                  "data_sha256": digest, "backend": model.backend_name}
-        blobs = {"params": model.params, "m": opt.m, "v": opt.v,
+                  "data_sha256": digest, "backend": model.backend_name,
+                  "memory_plan": plan.name, "optimizer_state": opt.state_format}
+        blobs = {"params": model.params, **opt.state_arrays(),
                  "tokenizer": np.frombuffer(tok.model_proto, dtype=np.uint8)}
         try:
             ck.save_checkpoint(path, header, blobs)
@@ -502,27 +516,30 @@ def run(args, given: dict | None = None) -> int:
     t_last = time.perf_counter()
     last_eval = None
     while step < args.max_steps:
-        x, y = batch_at(rows, step, B, args.seed)
-        loss = model.forward_backward(x, y)
+        x, y = batch_at(rows, step, B, args.seed, trained)
         lr = lr_schedule(step, max_lr, min_lr, args.warmup_steps, args.max_steps)
-        norm = float("nan")
-        if math.isfinite(loss):
-            try:
-                norm = opt.step(lr=lr, max_grad_norm=args.max_grad_norm or None)
-            except FloatingPointError:
-                pass
-        if not (math.isfinite(loss) and math.isfinite(norm)):
-            bad += 1
-            log.say(f"step {step}: non-finite loss {loss} / grad norm {norm}; update skipped "
-                    f"({bad} in a row)")
-            if bad >= MAX_BAD_STEPS:
-                bar.close()
-                best = out / "best.ckpt"
-                raise UserError(f"{bad} non-finite steps in a row at step {step}: training diverged. "
-                                f"Lower --lr (now {max_lr}) or --max-grad-norm"
-                                + (f"; {best} holds the best weights so far" if best.is_file() else ""))
+        loss = norm = float("nan")
+        if not (y >= 0).any():  # context only (one long prompt, say): nothing to learn from
+            log.say(f"step {step}: no trained token in this batch; step skipped", echo=False)
         else:
-            bad = 0
+            loss = model.forward_backward(x, y)
+            if math.isfinite(loss):
+                try:
+                    norm = opt.step(lr=lr, max_grad_norm=args.max_grad_norm or None)
+                except FloatingPointError:
+                    pass
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                bad += 1
+                log.say(f"step {step}: non-finite loss {loss} / grad norm {norm}; update skipped "
+                        f"({bad} in a row)")
+                if bad >= MAX_BAD_STEPS:
+                    bar.close()
+                    best = out / "best.ckpt"
+                    raise UserError(f"{bad} non-finite steps in a row at step {step}: training diverged. "
+                                    f"Lower --lr (now {max_lr}) or --max-grad-norm"
+                                    + (f"; {best} holds the best weights so far" if best.is_file() else ""))
+            else:
+                bad = 0
         step += 1
         tokens_seen += B * T
         now = time.perf_counter()

@@ -3,33 +3,170 @@
  * codette_np/kernels/ref.py. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include "codette.h"
 #include "simd.h"
 
-/* params, m, v (P,) updated in place; grads (P,); decay_mask (P,) */
+/* The per-step constants of an update: bias corrections, 1 - beta, lr * wd. */
+typedef struct { float lr, beta1, beta2, one_m_b1, one_m_b2, bc1, bc2, eps, lr_wd; } adam_consts;
+
+static adam_consts adam_setup(float lr, float beta1, float beta2, float eps, float weight_decay,
+                              int decay, int64_t step) {
+    adam_consts c = {lr, beta1, beta2, 1.0f - beta1, 1.0f - beta2,
+                     (float)(1.0 - pow((double)beta1, (double)step)),
+                     (float)(1.0 - pow((double)beta2, (double)step)),
+                     eps, decay ? lr * weight_decay : 0.0f};
+    return c;
+}
+
+/* the new parameter from p and the new moments mi, vi (the operation order of the reference) */
+static inline float adam_param(float p, float mi, float vi, const adam_consts *c) {
+    p = p - c->lr_wd * p;
+    return p - c->lr * (mi / c->bc1) / (sqrtf(vi / c->bc2) + c->eps);
+}
+
+/* One tensor's update: params, m, v (n,) in place; grads (n,); decay 1 for
+ * decoupled weight decay (matrices), 0 otherwise. */
 void adamw_step(float *params, float *m, float *v,
-                const float *grads, const uint8_t *decay_mask,
+                const float *grads, int decay,
                 float lr, float beta1, float beta2, float eps, float weight_decay,
-                int64_t step, float grad_scale, int64_t P) {
-    const float bc1 = (float)(1.0 - pow((double)beta1, (double)step));
-    const float bc2 = (float)(1.0 - pow((double)beta2, (double)step));
-    const float one_m_b1 = 1.0f - beta1, one_m_b2 = 1.0f - beta2;
-    const float lr_wd = lr * weight_decay;
+                int64_t step, float grad_scale, int64_t n) {
+    const adam_consts c = adam_setup(lr, beta1, beta2, eps, weight_decay, decay, step);
     /* Element-wise and independent: a static partition gives the same result
      * for any thread count. Written scalar so the compiler vectorizes it with
      * the exact operation order of the reference. */
     #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < P; i++) {
+    for (int64_t i = 0; i < n; i++) {
         float g = grads[i] * grad_scale;
-        float mi = beta1 * m[i] + one_m_b1 * g;
-        float vi = beta2 * v[i] + one_m_b2 * (g * g);
+        float mi = c.beta1 * m[i] + c.one_m_b1 * g;
+        float vi = c.beta2 * v[i] + c.one_m_b2 * (g * g);
         m[i] = mi;
         v[i] = vi;
-        float p = params[i];
-        p = p - lr_wd * p * (float)decay_mask[i];  /* branch-free, so the loop vectorizes */
-        float mhat = mi / bc1;
-        float vhat = vi / bc2;
-        params[i] = p - lr * mhat / (sqrtf(vhat) + eps);
+        params[i] = adam_param(params[i], mi, vi, &c);
+    }
+}
+
+/* ---- low-precision moments ----
+ * Stored moments are rounded stochastically: the random bits of element i
+ * are sr_bits(sr_key(seed, step, stream), offset + i), a pure function of the
+ * run's seed, the step and the element's index in the flat buffer, so the
+ * result is the same for any thread count and a resumed run repeats it bit
+ * for bit. Oracle: codette_np/kernels/ref.py (sr_key, sr_bits, q8 codes). */
+
+static inline uint64_t mix64(uint64_t z) {  /* splitmix64's finalizer */
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+uint64_t sr_key(uint64_t seed, int64_t step, int stream) {
+    return mix64(mix64(mix64(seed) + (uint64_t)step) + (uint64_t)stream);
+}
+
+static inline uint32_t sr_bits(uint64_t key, uint64_t index) {
+    return (uint32_t)(mix64(key + index * 0x9E3779B97F4A7C15ull) >> 32);
+}
+
+static inline float f32_of(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint32_t bits_of(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+static inline float bf16_decode(uint16_t h) { return f32_of((uint32_t)h << 16); }
+
+/* x finite -> bf16, rounded up with probability (discarded bits) / 2^16 */
+static inline uint16_t bf16_round_sr(float x, uint32_t r) {
+    return (uint16_t)((bits_of(x) + (r & 0xFFFFu)) >> 16);
+}
+
+/* 8-bit codes, per block of Q8_BLOCK elements scaled by the block's absmax:
+ *   m (signed):   byte = sign << 7 | mag; mag 0 is 0, else |u| = 2^((mag >> 4) - 7) * (1 + (mag & 15) / 16)
+ *   v (unsigned): byte c; 0 is 0, else u = 2^((c >> 4) - 15) * (1 + (c & 15) / 16)
+ * (a float with 4 mantissa bits: 6.25% steps over 7 octaves for m, 15 for v;
+ * codes above 1.0 are unused). Magnitudes under the smallest code round to it
+ * or to 0 stochastically (m), or up to it (v, so a nonzero v never becomes 0). */
+enum { Q8_M_EMIN = -7, Q8_V_EMIN = -15 };
+
+static inline float q8_value(int code, int emin) {  /* code 1..255 -> magnitude / absmax */
+    return f32_of((uint32_t)((code >> 4) + emin + 127) << 23 | (uint32_t)(code & 15) << 19);
+}
+
+/* u in [0, 1] -> code 0..(mag max); stochastic rounding; floor_up: never 0 for u > 0 */
+static inline int q8_encode(float u, int emin, uint32_t r, int floor_up) {
+    const float umin = q8_value(1, emin);
+    if (!(u > 0.0f)) return 0;
+    if (u < umin) {
+        if (floor_up) return 1;
+        return (float)(r >> 8) * (1.0f / 16777216.0f) * umin < u ? 1 : 0;  /* P(1) = u / umin */
+    }
+    uint32_t t = bits_of(u) + (r & ((1u << 19) - 1));  /* 19 discarded mantissa bits */
+    int e = (int)(t >> 23) - 127, f = (int)(t >> 19) & 15;
+    return ((e - emin) << 4) | f;
+}
+
+float q8_decode_m(uint8_t c) {
+    int mag = c & 127;
+    float u = mag ? q8_value(mag, Q8_M_EMIN) : 0.0f;
+    return (c & 128) ? -u : u;
+}
+
+float q8_decode_v(uint8_t c) { return c ? q8_value(c, Q8_V_EMIN) : 0.0f; }
+
+/* As adamw_step, with m, v in bf16 (n,) uint16; offset: the tensor's first
+ * element in the flat buffer (for the rounding bits). */
+void adamw_step_bf16(float *params, uint16_t *m, uint16_t *v,
+                     const float *grads, int decay,
+                     float lr, float beta1, float beta2, float eps, float weight_decay,
+                     int64_t step, float grad_scale, uint64_t seed, int64_t offset, int64_t n) {
+    const adam_consts c = adam_setup(lr, beta1, beta2, eps, weight_decay, decay, step);
+    const uint64_t km = sr_key(seed, step, 0), kv = sr_key(seed, step, 1);
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float g = grads[i] * grad_scale;
+        float mi = c.beta1 * bf16_decode(m[i]) + c.one_m_b1 * g;
+        float vi = c.beta2 * bf16_decode(v[i]) + c.one_m_b2 * (g * g);
+        uint64_t idx = (uint64_t)(offset + i);
+        m[i] = bf16_round_sr(mi, sr_bits(km, idx));
+        v[i] = bf16_round_sr(vi, sr_bits(kv, idx));
+        params[i] = adam_param(params[i], mi, vi, &c);
+    }
+}
+
+/* As adamw_step, with m, v as 8-bit codes (n,) and per-block absmax scales
+ * m_absmax, v_absmax (ceil(n / Q8_BLOCK),). The update uses the new moments
+ * in fp32; then each block's new absmax is taken and its moments re-encoded:
+ * no fp32 copy of the moments exists beyond one block in registers/stack. */
+void adamw_step_q8(float *params, uint8_t *m, uint8_t *v, float *m_absmax, float *v_absmax,
+                   const float *grads, int decay,
+                   float lr, float beta1, float beta2, float eps, float weight_decay,
+                   int64_t step, float grad_scale, uint64_t seed, int64_t offset, int64_t n) {
+    const adam_consts c = adam_setup(lr, beta1, beta2, eps, weight_decay, decay, step);
+    const uint64_t km = sr_key(seed, step, 0), kv = sr_key(seed, step, 1);
+    const int64_t nblocks = (n + Q8_BLOCK - 1) / Q8_BLOCK;
+    #pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < nblocks; b++) {
+        const int64_t lo = b * Q8_BLOCK, hi = lo + Q8_BLOCK < n ? lo + Q8_BLOCK : n;
+        float mb[Q8_BLOCK], vb[Q8_BLOCK];  /* the block's new moments */
+        const float sm = m_absmax[b], sv = v_absmax[b];
+        float am = 0.0f, av = 0.0f;
+        for (int64_t i = lo; i < hi; i++) {
+            float g = grads[i] * grad_scale;
+            float mi = c.beta1 * (q8_decode_m(m[i]) * sm) + c.one_m_b1 * g;
+            float vi = c.beta2 * (q8_decode_v(v[i]) * sv) + c.one_m_b2 * (g * g);
+            mb[i - lo] = mi;
+            vb[i - lo] = vi;
+            am = fmaxf(am, fabsf(mi));
+            av = fmaxf(av, vi);
+            params[i] = adam_param(params[i], mi, vi, &c);
+        }
+        m_absmax[b] = am;
+        v_absmax[b] = av;
+        const float rm = am > 0.0f ? 1.0f / am : 0.0f, rv = av > 0.0f ? 1.0f / av : 0.0f;
+        for (int64_t i = lo; i < hi; i++) {
+            uint64_t idx = (uint64_t)(offset + i);
+            float um = fminf(fabsf(mb[i - lo]) * rm, 1.0f), uv = fminf(vb[i - lo] * rv, 1.0f);
+            int cm = q8_encode(um, Q8_M_EMIN, sr_bits(km, idx), 0);
+            m[i] = (uint8_t)(cm | (mb[i - lo] < 0.0f && cm ? 128 : 0));
+            v[i] = (uint8_t)q8_encode(uv, Q8_V_EMIN, sr_bits(kv, idx), 1);
+        }
     }
 }
 

@@ -14,13 +14,31 @@
 #include <stdint.h>
 #include <stddef.h>
 
+enum { Q8_BLOCK = 256 };  /* elements per 8-bit block (one absmax each) */
+
 /* ---- optimizer (adamw.c) ---- */
-/* params, grads, m, v: (P,); decay_mask: (P,) 1 where weight decay applies.
- * g = grads * grad_scale; step counts from 1. */
+/* One tensor: params, grads, m, v (n,); decay 1 where decoupled weight decay
+ * applies (matrices). g = grads * grad_scale; step counts from 1. */
 void adamw_step(float *params, float *m, float *v,
-                const float *grads, const uint8_t *decay_mask,
+                const float *grads, int decay,
                 float lr, float beta1, float beta2, float eps, float weight_decay,
-                int64_t step, float grad_scale, int64_t P);
+                int64_t step, float grad_scale, int64_t n);
+/* As adamw_step with m, v stored as bf16 (n,), rounded stochastically with the
+ * bits of (seed, step, offset + i): offset is the tensor's place in the flat buffer. */
+void adamw_step_bf16(float *params, uint16_t *m, uint16_t *v,
+                     const float *grads, int decay,
+                     float lr, float beta1, float beta2, float eps, float weight_decay,
+                     int64_t step, float grad_scale, uint64_t seed, int64_t offset, int64_t n);
+/* As adamw_step_bf16 with m, v as 8-bit codes (n,) scaled per block of 256 by
+ * m_absmax, v_absmax (ceil(n / 256),) */
+void adamw_step_q8(float *params, uint8_t *m, uint8_t *v, float *m_absmax, float *v_absmax,
+                   const float *grads, int decay,
+                   float lr, float beta1, float beta2, float eps, float weight_decay,
+                   int64_t step, float grad_scale, uint64_t seed, int64_t offset, int64_t n);
+/* the codes' values (for tests): magnitude / absmax with sign for m */
+float q8_decode_m(uint8_t c);
+float q8_decode_v(uint8_t c);
+uint64_t sr_key(uint64_t seed, int64_t step, int stream);
 /* *out = sum of squares of x (n,), accumulated in double; returns 0, or -1 when malloc failed */
 int grad_norm_sq(const float *x, int64_t n, double *out);
 

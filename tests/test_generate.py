@@ -1,9 +1,10 @@
 """KV-cache generation against Model.forward, and sampling."""
 
 import numpy as np
+import pytest
 
 from codette_np import Model, ModelConfig
-from codette_np.batches import batch_at, eval_rows, pack_rows
+from codette_np.batches import batch_at, encode_example, eval_rows, pack_masks, pack_rows
 from codette_np.generate import Generator, generate, sample
 from conftest import rel_err
 
@@ -61,6 +62,47 @@ def test_eval_rows_cover_every_token_once():
     stream = [1, 5, 6, 7, 2, 1, 8, 9, 2]
     assert (y >= 0).sum() == len(stream) - 1
     assert list(y[y >= 0]) == stream[1:]
+
+
+def test_masks_pack_and_batch_like_their_tokens():
+    rng = np.random.default_rng(4)
+    lists = [list(rng.integers(5, 50, rng.integers(1, 9))) for _ in range(40)]
+    masks = [list(rng.random(len(x)) < 0.5) for x in lists]
+    masks[3] = [True] * len(lists[3])  # an all-trained example trains its EOS too
+    rows = pack_rows(lists, 1, 2, T=8, seed=3)
+    trained = pack_masks(masks, T=8, seed=3)
+    assert trained.shape == rows.shape and trained.dtype == bool
+    # tag each token with its (example, position): the mask must sit on the same token
+    tags = pack_rows([[1000 * k + j for j in range(len(x))] for k, x in enumerate(lists)], -1, -2, T=8, seed=3)
+    for tag, keep in zip(tags.ravel(), trained.ravel()):
+        if tag >= 0:
+            assert keep == masks[tag // 1000][tag % 1000]
+        elif tag == -1:  # BOS is never a target
+            assert not keep
+    eos_of_3 = [(r, c) for r in range(len(tags)) for c in range(1, 9)
+                if tags[r, c] == -2 and tags[r, c - 1] == 1000 * 3 + len(lists[3]) - 1]
+    assert eos_of_3 and all(trained[r, c] for r, c in eos_of_3)
+    assert not any(trained[r, c] for r in range(len(tags)) for c in range(1, 9)
+                   if tags[r, c] == -2 and tags[r, c - 1] >= 0 and not all(masks[tags[r, c - 1] // 1000]))
+    for step in range(6):
+        x, y = batch_at(rows, step, 4, seed=3, trained=trained)
+        x0, y0 = batch_at(rows, step, 4, seed=3)
+        assert np.array_equal(x, x0) and np.all((y == y0) | (y == -1))
+        assert (y == -1).any() and (y >= 0).any()
+    # evaluation rows: the targets are exactly the trained tokens, each once
+    ex, ey = eval_rows(lists, 1, 2, T=4, masks=masks)
+    want = [t for x, m in zip(lists, masks) for t, k in zip([*x, 2], [*m, all(m)]) if k]
+    assert list(ey[ey >= 0]) == want
+
+
+def test_an_example_without_turns_trains_on_every_token():
+    class Tok:
+        def encode(self, text):
+            return [ord(c) for c in text]
+    ids, trained = encode_example(Tok(), {"text": "plain text"}, "assistant")
+    assert ids == [ord(c) for c in "plain text"] and all(trained)
+    with pytest.raises(ValueError, match="train_on"):
+        encode_example(Tok(), {"text": "x"}, "users")
 
 
 # --------------------------------------------------------------------------- tool-call evaluation

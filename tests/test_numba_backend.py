@@ -325,11 +325,10 @@ def test_optimizer_kernels(rng):
     P = 70001
     params, grads = f32(rng, P), f32(rng, P)
     m, v = f32(rng, P, scale=0.1), np.abs(f32(rng, P, scale=0.1))
-    mask = (rng.random(P) < 0.5).astype(np.uint8)
     assert abs(nb.grad_norm_sq(grads) - ref.grad_norm_sq(grads)) <= TOL["grad_norm_sq"] * ref.grad_norm_sq(grads)
     want = f64(params, grads, m, v)
-    ref.adamw_step(want[0], want[1], want[2], want[3], mask, 1e-3, 0.9, 0.95, 1e-8, 0.1, 7, 0.6)
-    nb.adamw_step(params, grads, m, v, mask, 1e-3, 0.9, 0.95, 1e-8, 0.1, 7, 0.6)
+    ref.adamw_step(want[0], want[1], want[2], want[3], True, 1e-3, 0.9, 0.95, 1e-8, 0.1, 7, 0.6)
+    nb.adamw_step(params, grads, m, v, True, 1e-3, 0.9, 0.95, 1e-8, 0.1, 7, 0.6)
     check("adamw_step", (params, m, v), (want[0], want[2], want[3]))
     assert np.isnan(nb.grad_norm_sq(np.array([1.0, np.nan], np.float32)))
     assert nb.grad_norm_sq(np.zeros(0, np.float32)) == 0.0
@@ -367,7 +366,7 @@ def _nan_cases(rng):
     g = f32(rng, 1000)
     g[17] = np.nan
     yield "adamw_step", [f32(rng, 1000), g, np.zeros(1000, np.float32), np.zeros(1000, np.float32),
-                         np.ones(1000, np.uint8), 1e-3, 0.9, 0.95, 1e-8, 0.1, 1, 1.0], (0, 2, 3)
+                         True, 1e-3, 0.9, 0.95, 1e-8, 0.1, 1, 1.0], (0, 2, 3)
 
 
 NAN_KERNELS = ["layernorm_forward", "layernorm_backward", "layernorm_backward_add", "bias_backward",

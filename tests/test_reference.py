@@ -242,7 +242,10 @@ def test_adamw_reference_matches_textbook(rng):
     lr, b1, b2, eps, wd = 1e-2, 0.9, 0.95, 1e-8, 0.1
     for t in range(1, 4):
         g = rng.standard_normal(P)
-        ref.adamw_step(p, g, m, v, mask, lr, b1, b2, eps, wd, t, 0.5)
+        for sel, decay in ((mask == 1, True), (mask == 0, False)):  # one call per kind of tensor
+            ps, ms, vs = p[sel], m[sel], v[sel]
+            ref.adamw_step(ps, g[sel], ms, vs, decay, lr, b1, b2, eps, wd, t, 0.5)
+            p[sel], m[sel], v[sel] = ps, ms, vs
         gs = g * 0.5
         me = b1 * me + (1 - b1) * gs
         ve = b2 * ve + (1 - b2) * gs ** 2

@@ -246,3 +246,17 @@ def test_encode_chat_takes_markers_from_the_roles_only(chat_tok):
     assert [i for i in ids if i in set(m.values())] == [m[chat.USER], m[chat.END], m[chat.ASSISTANT]]
     with pytest.raises(T.TokenizerError, match="unknown role"):
         tok.encode_chat([{"role": "root", "content": "x"}])
+
+
+def test_chat_examples_train_on_the_assistant_turns_only(chat_tok):
+    tok = chat_tok
+    end = tok.marker_ids[chat.END]
+    for e in data.generate(60, seed=9):
+        ids, trained = tok.encode_chat_trained(e["messages"])
+        assert ids == tok.encode(e["text"]) and len(trained) == len(ids)
+        # the trained ids are, in order, each assistant content followed by the end marker
+        want = [i for m in e["messages"] if m["role"] == "assistant" for i in [*tok.encode_plain(m["content"]), end]]
+        assert [i for i, k in zip(ids, trained) if k] == want
+    ids, trained = tok.encode_chat_trained(e["messages"], roles=("user",))
+    want = [i for m in e["messages"] if m["role"] == "user" for i in [*tok.encode_plain(m["content"]), end]]
+    assert [i for i, k in zip(ids, trained) if k] == want

@@ -37,12 +37,30 @@ def _status(rc: int, name: str):
         raise MemoryError(f"{name}: the C kernel could not allocate its scratch buffer")
 
 
-def adamw_step(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay,
+def adamw_step(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay,
                step, grad_scale):
-    P = checks.adamw_step(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay,
+    n = checks.adamw_step(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay,
                           step, grad_scale)
-    lib.adamw_step(_ptr(params), _ptr(m), _ptr(v), _ptr(grads), _ptr(decay_mask, "uint8_t *"),
-                   lr, beta1, beta2, eps, weight_decay, int(step), grad_scale, P)
+    lib.adamw_step(_ptr(params), _ptr(m), _ptr(v), _ptr(grads), int(bool(decay)),
+                   lr, beta1, beta2, eps, weight_decay, int(step), grad_scale, n)
+
+
+def adamw_step_bf16(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay,
+                    step, grad_scale, seed, offset):
+    n = checks.adamw_step_bf16(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay,
+                               step, grad_scale, seed, offset)
+    lib.adamw_step_bf16(_ptr(params), _ptr(m, "uint16_t *"), _ptr(v, "uint16_t *"), _ptr(grads),
+                        int(bool(decay)), lr, beta1, beta2, eps, weight_decay, int(step), grad_scale,
+                        int(seed), int(offset), n)
+
+
+def adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps,
+                  weight_decay, step, grad_scale, seed, offset):
+    n = checks.adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps,
+                             weight_decay, step, grad_scale, seed, offset)
+    lib.adamw_step_q8(_ptr(params), _ptr(m, "uint8_t *"), _ptr(v, "uint8_t *"), _ptr(m_absmax),
+                      _ptr(v_absmax), _ptr(grads), int(bool(decay)), lr, beta1, beta2, eps, weight_decay,
+                      int(step), grad_scale, int(seed), int(offset), n)
 
 
 def grad_norm_sq(grads):

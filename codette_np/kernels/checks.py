@@ -335,17 +335,54 @@ def grad_norm_sq(grads):
     return grads.shape[0]
 
 
-def adamw_step(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay, step, grad_scale):
+def _adamw_common(name, params, grads, named_state, decay, step):
     array("params", params, out=True, ndim=1)
-    P = params.shape[0]
-    array("grads", grads, (P,))
-    array("m", m, (P,), out=True)
-    array("v", v, (P,), out=True)
-    array("decay_mask", decay_mask, (P,), dtype=np.uint8)
-    named = (("params", params), ("grads", grads), ("m", m), ("v", v), ("decay_mask", decay_mask))
+    n = params.shape[0]
+    array("grads", grads, (n,))
+    named = (("params", params), ("grads", grads), *named_state)
     for i, (a_name, a) in enumerate(named):
         for b_name, b in named[i + 1:]:
             no_overlap(a_name, a, b_name, b, allow_same=False)
+    if not (isinstance(decay, (bool, np.bool_)) or (isinstance(decay, (int, np.integer)) and decay in (0, 1))):
+        raise TypeError(f"{name}: decay is True or False, got {decay!r}")
     if int(step) < 1:
-        raise ValueError(f"adamw_step: step counts from 1, got {step}")
-    return P
+        raise ValueError(f"{name}: step counts from 1, got {step}")
+    return n
+
+
+def adamw_step(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay, step, grad_scale):
+    n = params.shape[0] if isinstance(params, np.ndarray) and params.ndim == 1 else None
+    array("m", m, None if n is None else (n,), out=True)
+    array("v", v, None if n is None else (n,), out=True)
+    return _adamw_common("adamw_step", params, grads, (("m", m), ("v", v)), decay, step)
+
+
+def adamw_step_bf16(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay, step, grad_scale,
+                    seed, offset):
+    n = params.shape[0] if isinstance(params, np.ndarray) and params.ndim == 1 else None
+    array("m", m, None if n is None else (n,), out=True, dtype=np.uint16)
+    array("v", v, None if n is None else (n,), out=True, dtype=np.uint16)
+    _seed_offset("adamw_step_bf16", seed, offset)
+    return _adamw_common("adamw_step_bf16", params, grads, (("m", m), ("v", v)), decay, step)
+
+
+from codette_np.kernels.ref import Q8_BLOCK  # noqa: E402  (the one definition)
+
+
+def adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps, weight_decay,
+                  step, grad_scale, seed, offset):
+    n = params.shape[0] if isinstance(params, np.ndarray) and params.ndim == 1 else None
+    nb = None if n is None else -(-n // Q8_BLOCK)
+    array("m", m, None if n is None else (n,), out=True, dtype=np.uint8)
+    array("v", v, None if n is None else (n,), out=True, dtype=np.uint8)
+    array("m_absmax", m_absmax, None if nb is None else (nb,), out=True)
+    array("v_absmax", v_absmax, None if nb is None else (nb,), out=True)
+    _seed_offset("adamw_step_q8", seed, offset)
+    return _adamw_common("adamw_step_q8", params, grads,
+                         (("m", m), ("v", v), ("m_absmax", m_absmax), ("v_absmax", v_absmax)), decay, step)
+
+
+def _seed_offset(name, seed, offset):
+    for what, x in (("seed", seed), ("offset", offset)):
+        if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or not 0 <= int(x) < 1 << 63:
+            raise ValueError(f"{name}: {what} must be an integer in [0, 2^63), got {x!r}")

@@ -41,7 +41,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from codette_np.kernels import checks
+from codette_np.kernels import checks, ref
+from codette_np.kernels.ref import Q8_BLOCK
 
 NAME = "numba"
 
@@ -789,8 +790,8 @@ def _sumsq_chunks(part, x):
 
 
 @_jit(parallel=True)
-def _adamw(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay, step, grad_scale):
-    P = params.shape[0]
+def _adamw(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay, step, grad_scale):
+    n = params.shape[0]
     b1 = _F32(beta1)
     b2 = _F32(beta2)
     bc1 = _F32(1.0 - math.pow(np.float64(b1), step))
@@ -798,21 +799,156 @@ def _adamw(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay,
     omb1 = _ONE - b1
     omb2 = _ONE - b2
     lr32 = _F32(lr)
-    lr_wd = lr32 * _F32(weight_decay)
+    lr_wd = lr32 * _F32(weight_decay) if decay else _F32(0.0)
     eps32 = _F32(eps)
     gs = _F32(grad_scale)
-    for i in prange(P):  # element-wise: any partition gives the same result
+    for i in prange(n):  # element-wise: any partition gives the same result
         g = grads[i] * gs
         mi = b1 * m[i] + omb1 * g
         vi = b2 * v[i] + omb2 * (g * g)
         m[i] = mi
         v[i] = vi
         p = params[i]
-        if decay_mask[i]:
-            p = p - lr_wd * p
+        p = p - lr_wd * p
         mhat = mi / bc1
         vhat = vi / bc2
         params[i] = p - lr32 * mhat / (math.sqrt(vhat) + eps32)
+
+
+# ---- low-precision moments (as csrc/adamw.c; oracle kernels/ref.py) ----
+_U64 = np.uint64
+
+
+@_jit()
+def _adam_consts(lr, beta1, beta2, eps, weight_decay, decay, step, grad_scale):
+    """(b1, b2, bc1, bc2, lr, lr * wd, eps, grad_scale) in float32, as csrc/adamw.c's adam_setup."""
+    b1 = _F32(beta1)
+    b2 = _F32(beta2)
+    lr32 = _F32(lr)
+    return (b1, b2, _F32(1.0 - math.pow(np.float64(b1), step)), _F32(1.0 - math.pow(np.float64(b2), step)),
+            lr32, lr32 * _F32(weight_decay) if decay else _F32(0.0), _F32(eps), _F32(grad_scale))
+
+
+@_jit()
+def _adam_param(p, mi, vi, lr32, lr_wd, bc1, bc2, eps32):
+    p = p - lr_wd * p
+    return p - lr32 * (mi / bc1) / (math.sqrt(vi / bc2) + eps32)
+
+
+@_jit()
+def _mix64(z):
+    z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
+    return z ^ (z >> _U64(31))
+
+
+@_jit()
+def _sr_bits(key, index):
+    return np.uint32(_mix64(key + _U64(index) * _U64(0x9E3779B97F4A7C15)) >> _U64(32))
+
+
+@_jit()
+def _f32_of(u):
+    return np.array([np.uint32(u)]).view(np.float32)[0]
+
+
+@_jit()
+def _bits_of(x):
+    return np.array([_F32(x)]).view(np.uint32)[0]
+
+
+@_jit()
+def _bf16_decode(h):
+    return _f32_of(np.uint32(h) << np.uint32(16))
+
+
+@_jit()
+def _bf16_round_sr(x, r):
+    return np.uint16((_bits_of(x) + (r & np.uint32(0xFFFF))) >> np.uint32(16))
+
+
+@_jit()
+def _q8_value(code, emin):
+    return _f32_of(np.uint32(((code >> 4) + emin + 127) << 23) | np.uint32((code & 15) << 19))
+
+
+@_jit()
+def _q8_encode(u, emin, r, floor_up):
+    umin = _q8_value(1, emin)
+    if not u > _F32(0.0):
+        return 0
+    if u < umin:
+        if floor_up:
+            return 1
+        return 1 if _F32(r >> np.uint32(8)) * _F32(1.0 / 16777216.0) * umin < u else 0
+    t = _bits_of(u) + (r & np.uint32((1 << 19) - 1))
+    e = np.int64(t >> np.uint32(23)) - 127
+    f = np.int64(t >> np.uint32(19)) & 15
+    return ((e - emin) << 4) | f
+
+
+@_jit()
+def _q8_decode_m(c):
+    mag = c & 127
+    u = _q8_value(mag, -7) if mag else _F32(0.0)
+    return -u if c & 128 else u
+
+
+@_jit()
+def _q8_decode_v(c):
+    return _q8_value(c, -15) if c else _F32(0.0)
+
+
+@_jit(parallel=True)
+def _adamw_bf16(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay, step, grad_scale,
+                km, kv, offset):
+    n = params.shape[0]
+    b1, b2, bc1, bc2, lr32, lr_wd, eps32, gs = _adam_consts(lr, beta1, beta2, eps, weight_decay, decay,
+                                                            step, grad_scale)
+    for i in prange(n):
+        g = grads[i] * gs
+        mi = b1 * _bf16_decode(m[i]) + (_ONE - b1) * g
+        vi = b2 * _bf16_decode(v[i]) + (_ONE - b2) * (g * g)
+        m[i] = _bf16_round_sr(mi, _sr_bits(km, offset + i))
+        v[i] = _bf16_round_sr(vi, _sr_bits(kv, offset + i))
+        params[i] = _adam_param(params[i], mi, vi, lr32, lr_wd, bc1, bc2, eps32)
+
+
+@_jit(parallel=True)
+def _adamw_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps, weight_decay,
+              step, grad_scale, km, kv, offset):
+    n = params.shape[0]
+    b1, b2, bc1, bc2, lr32, lr_wd, eps32, gs = _adam_consts(lr, beta1, beta2, eps, weight_decay, decay,
+                                                            step, grad_scale)
+    nblocks = (n + Q8_BLOCK - 1) // Q8_BLOCK
+    for b in prange(nblocks):
+        lo = b * Q8_BLOCK
+        hi = min(lo + Q8_BLOCK, n)
+        mb = np.empty(hi - lo, np.float32)
+        vb = np.empty(hi - lo, np.float32)
+        sm = m_absmax[b]
+        sv = v_absmax[b]
+        am = _F32(0.0)
+        av = _F32(0.0)
+        for i in range(lo, hi):
+            g = grads[i] * gs
+            mi = b1 * (_q8_decode_m(m[i]) * sm) + (_ONE - b1) * g
+            vi = b2 * (_q8_decode_v(v[i]) * sv) + (_ONE - b2) * (g * g)
+            mb[i - lo] = mi
+            vb[i - lo] = vi
+            am = max(am, abs(mi))
+            av = max(av, vi)
+            params[i] = _adam_param(params[i], mi, vi, lr32, lr_wd, bc1, bc2, eps32)
+        m_absmax[b] = am
+        v_absmax[b] = av
+        rm = _ONE / am if am > 0 else _F32(0.0)
+        rv = _ONE / av if av > 0 else _F32(0.0)
+        for i in range(lo, hi):
+            um = min(abs(mb[i - lo]) * rm, _ONE)
+            uv = min(vb[i - lo] * rv, _ONE)
+            cm = _q8_encode(um, -7, _sr_bits(km, offset + i), False)
+            m[i] = np.uint8(cm | (128 if (mb[i - lo] < 0 and cm) else 0))
+            v[i] = np.uint8(_q8_encode(uv, -15, _sr_bits(kv, offset + i), True))
 
 
 @_jit()
@@ -974,10 +1110,30 @@ def grad_norm_sq(grads):
     return float(_sum_in_order(part))
 
 
-def adamw_step(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay,
+def adamw_step(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay,
                step, grad_scale):
-    """One fused AdamW update over flat buffers (P,), in place (operation order of the C kernel)."""
-    checks.adamw_step(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay,
+    """One fused AdamW update of one tensor (n,), in place (operation order of the C kernel)."""
+    checks.adamw_step(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay,
                       step, grad_scale)
-    _adamw(params, grads, m, v, decay_mask, float(lr), float(beta1), float(beta2), float(eps),
+    _adamw(params, grads, m, v, bool(decay), float(lr), float(beta1), float(beta2), float(eps),
            float(weight_decay), int(step), float(grad_scale))
+
+
+def adamw_step_bf16(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay,
+                    step, grad_scale, seed, offset):
+    """As adamw_step with bf16 moments (uint16), stored with stochastic rounding."""
+    checks.adamw_step_bf16(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay,
+                           step, grad_scale, seed, offset)
+    _adamw_bf16(params, grads, m, v, bool(decay), float(lr), float(beta1), float(beta2), float(eps),
+                float(weight_decay), int(step), float(grad_scale), np.uint64(ref.sr_key(seed, step, 0)),
+                np.uint64(ref.sr_key(seed, step, 1)), int(offset))
+
+
+def adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps,
+                  weight_decay, step, grad_scale, seed, offset):
+    """As adamw_step with 8-bit blockwise moments (csrc/adamw.c's codes)."""
+    checks.adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps,
+                         weight_decay, step, grad_scale, seed, offset)
+    _adamw_q8(params, grads, m, v, m_absmax, v_absmax, bool(decay), float(lr), float(beta1),
+              float(beta2), float(eps), float(weight_decay), int(step), float(grad_scale),
+              np.uint64(ref.sr_key(seed, step, 0)), np.uint64(ref.sr_key(seed, step, 1)), int(offset))

@@ -248,12 +248,12 @@ def grad_norm_sq(grads):
     return float(np.dot(g, g))
 
 
-def adamw_step(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_decay,
+def adamw_step(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay,
                step, grad_scale):
-    """One fused AdamW update over flat buffers (P,), in place.
+    """One fused AdamW update of one tensor (n,), in place.
 
-    g = grads * grad_scale (clipping); decoupled decay p -= lr*wd*p where
-    decay_mask (P,) uint8 is 1; bias-corrected moments; step counts from 1.
+    g = grads * grad_scale (clipping); decoupled decay p -= lr*wd*p when
+    `decay` (the tensor is a matrix); bias-corrected moments; step counts from 1.
     """
     g = grads * grad_scale
     bc1 = 1.0 - beta1 ** step
@@ -262,5 +262,131 @@ def adamw_step(params, grads, m, v, decay_mask, lr, beta1, beta2, eps, weight_de
     m += (1.0 - beta1) * g
     v *= beta2
     v += (1.0 - beta2) * (g * g)
-    params -= (lr * weight_decay) * params * decay_mask
+    if decay:
+        params -= (lr * weight_decay) * params
     params -= lr * (m / bc1) / (np.sqrt(v / bc2) + eps)
+
+
+# ---- low-precision moments: stochastic rounding, bf16 and 8-bit codes ----
+# The random bits of element i of a tensor at flat-buffer offset `offset`:
+# sr_bits(sr_key(seed, step, stream), offset + i), stream 0 for m, 1 for v.
+
+_M64 = (1 << 64) - 1
+Q8_BLOCK = 256  # elements per 8-bit block (one absmax each)
+Q8_M_EMIN, Q8_V_EMIN = -7, -15  # smallest exponent of the m and v codes
+
+
+def _mix64(z):
+    """splitmix64's finalizer, on Python ints or uint64 arrays (wrapping)."""
+    if isinstance(z, int):
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+        return z ^ (z >> 31)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def sr_key(seed: int, step: int, stream: int) -> int:
+    return _mix64((_mix64((_mix64(seed & _M64) + step) & _M64) + stream) & _M64)
+
+
+def sr_bits(key: int, index: np.ndarray) -> np.ndarray:
+    """uint32 random bits of each flat-buffer index (int64 array)."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(key) + index.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        return (_mix64(z) >> np.uint64(32)).astype(np.uint32)
+
+
+def bf16_decode(h: np.ndarray) -> np.ndarray:
+    return (h.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+
+
+def bf16_round_sr(x: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """x (float64) -> bf16 bits, the magnitude rounded up with probability (distance to the
+    bf16 below) / (bf16 spacing), decided by the low 16 bits of r."""
+    lo = (x.astype(np.float32).view(np.uint32) & np.uint32(0xFFFF0000))
+    lo_val = np.abs(lo.view(np.float32).astype(np.float64))
+    hi_val = np.abs((lo + np.uint32(0x10000)).view(np.float32).astype(np.float64))
+    frac = (np.abs(x) - lo_val) / (hi_val - lo_val)
+    lo = np.where(frac < 0, (lo - np.uint32(0x10000)), lo)  # x's fp32 rounding crossed a bf16 value
+    frac = np.where(frac < 0, frac + 1, frac)
+    up = (r & np.uint32(0xFFFF)).astype(np.float64) >= 65536.0 * (1.0 - frac)
+    return ((lo >> np.uint32(16)) + up).astype(np.uint16)
+
+
+def q8_values(emin: int) -> np.ndarray:
+    """(256,) float64: the magnitude / absmax of each code (0 for code 0; codes above 1.0 unused)."""
+    c = np.arange(256)
+    vals = 2.0 ** ((c >> 4) + emin) * (1.0 + (c & 15) / 16.0)
+    vals[0] = 0.0
+    return vals
+
+
+def q8_decode_m(codes: np.ndarray) -> np.ndarray:
+    mag = q8_values(Q8_M_EMIN)[codes & 127]
+    return np.where(codes & 128, -mag, mag)
+
+
+def q8_decode_v(codes: np.ndarray) -> np.ndarray:
+    return q8_values(Q8_V_EMIN)[codes]
+
+
+def q8_encode(u: np.ndarray, emin: int, r: np.ndarray, floor_up: bool) -> np.ndarray:
+    """u in [0, 1] (float64) -> codes, rounded stochastically between the two neighbouring
+    codes (decided by the low 19 bits of r, or the top 24 under the smallest code); with
+    floor_up, a u > 0 under the smallest code becomes the smallest code, never 0."""
+    vals = q8_values(emin)[:(-emin << 4) + 1]  # up to the code of 1.0, ascending
+    lo = np.clip(np.searchsorted(vals, u, side="right") - 1, 0, len(vals) - 2)
+    frac = (u - vals[lo]) / (vals[lo + 1] - vals[lo])
+    under = lo == 0
+    up = np.where(under, (r >> np.uint32(8)).astype(np.float64) / 2.0 ** 24 < frac,
+                  (r & np.uint32((1 << 19) - 1)).astype(np.float64) >= 2.0 ** 19 * (1.0 - frac))
+    if floor_up:
+        up |= under & (u > 0)
+    up &= u > vals[lo]  # exactly on a code: stays
+    return (lo + up).astype(np.uint8)
+
+
+def _moments_update(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay, step, grad_scale):
+    """The fp32-state update on float64 copies; returns the new (params, m, v)."""
+    p, m, v = params.astype(np.float64), m.astype(np.float64), v.astype(np.float64)
+    adamw_step(p, grads.astype(np.float64), m, v, decay, lr, beta1, beta2, eps, weight_decay,
+               step, grad_scale)
+    return p, m, v
+
+
+def adamw_step_bf16(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay,
+                    step, grad_scale, seed, offset):
+    """As adamw_step with m, v (n,) bf16 bits (uint16), stored back with stochastic rounding."""
+    p, mn, vn = _moments_update(params, grads, bf16_decode(m), bf16_decode(v), decay, lr, beta1,
+                                beta2, eps, weight_decay, step, grad_scale)
+    idx = offset + np.arange(params.shape[0], dtype=np.int64)
+    params[:] = p
+    m[:] = bf16_round_sr(mn, sr_bits(sr_key(seed, step, 0), idx))
+    v[:] = bf16_round_sr(vn, sr_bits(sr_key(seed, step, 1), idx))
+
+
+def adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps,
+                  weight_decay, step, grad_scale, seed, offset):
+    """As adamw_step with m, v (n,) 8-bit codes scaled per block of Q8_BLOCK by m_absmax,
+    v_absmax (ceil(n / Q8_BLOCK),): decode, update, take each block's new absmax, re-encode."""
+    n = params.shape[0]
+    blk = np.arange(n) // Q8_BLOCK
+    m64 = q8_decode_m(m) * m_absmax.astype(np.float64)[blk]
+    v64 = q8_decode_v(v) * v_absmax.astype(np.float64)[blk]
+    p, mn, vn = _moments_update(params, grads, m64, v64, decay, lr, beta1, beta2, eps,
+                                weight_decay, step, grad_scale)
+    am = np.zeros(len(m_absmax))
+    av = np.zeros(len(v_absmax))
+    np.maximum.at(am, blk, np.abs(mn))
+    np.maximum.at(av, blk, vn)
+    idx = offset + np.arange(n, dtype=np.int64)
+    um = np.minimum(np.abs(mn) / np.where(am > 0, am, 1.0)[blk], 1.0)
+    uv = np.minimum(vn / np.where(av > 0, av, 1.0)[blk], 1.0)
+    cm = q8_encode(um, Q8_M_EMIN, sr_bits(sr_key(seed, step, 0), idx), floor_up=False)
+    params[:] = p
+    m[:] = cm | np.where((mn < 0) & (cm > 0), 128, 0).astype(np.uint8)
+    v[:] = q8_encode(uv, Q8_V_EMIN, sr_bits(sr_key(seed, step, 1), idx), floor_up=True)
+    m_absmax[:] = am
+    v_absmax[:] = av

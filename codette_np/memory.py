@@ -1,0 +1,71 @@
+"""The memory plan of a training run, printed before anything is allocated.
+
+Two plans:
+- "fp32": float32 weights, gradients and AdamW moments (16 bytes per parameter);
+- "lean": float32 weights and gradients, AdamW moments as 8-bit blockwise codes
+  (optim.AdamW state "q8", about 2.05 bytes per parameter: 10 in all).
+"auto" is the fp32 plan when it fits in the available memory, else the lean one.
+Activations (model.Model.activation_bytes), evaluation's buffers and a fixed
+allowance for the interpreter, the libraries and the tokenized data come on top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codette_np.optim import state_bytes_per_param
+from codette_np.params import ParamLayout
+
+MEMORY_PLANS = ("auto", "fp32", "lean")
+STATE_OF_PLAN = {"fp32": "fp32", "lean": "q8"}  # AdamW moment format of each plan
+RUNTIME_BYTES = 200 * 2**20  # interpreter, libraries, data and tokenizer: 158 MiB measured at micro, before the model
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str  # "fp32" or "lean"
+    optimizer_state: str  # optim.AdamW state format
+    n_params: int
+    buffers: tuple  # ((what, bytes), ...)
+
+    @property
+    def total(self) -> int:
+        return sum(b for _, b in self.buffers)
+
+    def describe(self, available: int | None = None) -> str:
+        """One line per buffer (bytes per parameter where it scales with them), then the total."""
+        lines = [f"memory plan '{self.name}':"]
+        for what, b in self.buffers:
+            per = f"{b / self.n_params:5.2f} B/param" if what.startswith(("weights", "gradients", "AdamW")) else " " * 13
+            lines.append(f"  {what:<44} {per}  {gib(b):>10}")
+        lines.append(f"  {'total':<44} {' ' * 13}  {gib(self.total):>10}"
+                     + (f" of {gib(available)} available" if available else ""))
+        return "\n".join(lines)
+
+
+def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = None,
+             act_bytes: int | None = None) -> Plan:
+    """The plan `memory` ("auto", "fp32" or "lean") for a model of `cfg` trained on B x T."""
+    if memory not in MEMORY_PLANS:
+        raise ValueError(f"memory must be one of {MEMORY_PLANS}, not {memory!r}")
+    if memory == "auto":
+        fp32 = plan_for(cfg, B, T, "fp32", act_bytes=act_bytes)
+        memory = "fp32" if available is None or fp32.total <= available else "lean"
+    from codette_np.model import _act_bytes
+
+    layout = ParamLayout(cfg)
+    P = layout.n_params
+    state = STATE_OF_PLAN[memory]
+    opt = round(state_bytes_per_param(state, layout) * P)
+    fmt = {"fp32": "fp32", "q8": "8-bit blockwise"}[state]
+    act = _act_bytes(cfg, B, T, "float32") if act_bytes is None else act_bytes
+    # evaluation: one batch's logits (B, T, V) and the generation's key/value cache (L, ctx, 2C)
+    evaluation = 4 * B * T * cfg.vocab_size + 4 * cfg.n_layer * cfg.context_length * 2 * cfg.d_model
+    buffers = (("weights fp32", 4 * P), ("gradients fp32", 4 * P), (f"AdamW moments {fmt}", opt),
+               (f"activations and scratch ({B} x {T})", act), ("evaluation (logits, KV cache)", evaluation),
+               ("runtime (interpreter, libraries, data)", RUNTIME_BYTES))
+    return Plan(memory, state, P, buffers)

@@ -1,0 +1,38 @@
+"""The memory plan printed before a run allocates: its choices and its arithmetic."""
+
+import pytest
+
+from codette_np import AdamW, Model, ModelConfig
+from codette_np.memory import plan_for
+
+
+def test_auto_is_fp32_when_it_fits_else_lean():
+    cfg = ModelConfig.preset("small")
+    fp32 = plan_for(cfg, 1, 512, "fp32")
+    lean = plan_for(cfg, 1, 512, "lean")
+    assert lean.total < fp32.total
+    assert plan_for(cfg, 1, 512, "auto", available=fp32.total).name == "fp32"
+    assert plan_for(cfg, 1, 512, "auto", available=fp32.total - 1).name == "lean"
+    assert plan_for(cfg, 1, 512, "auto", available=None).name == "fp32"
+    with pytest.raises(ValueError, match="memory must be one of"):
+        plan_for(cfg, 1, 512, "tiny")
+
+
+def test_plan_buffers_are_the_allocated_ones():
+    cfg = ModelConfig.preset("micro")
+    model = Model(cfg, seed=0)
+    for memory in ("fp32", "lean"):
+        plan = plan_for(cfg, 4, 64, memory)
+        parts = dict(plan.buffers)
+        opt = AdamW(model, state=plan.optimizer_state)
+        assert parts["weights fp32"] == model.params.nbytes
+        assert parts["gradients fp32"] == model.grads.nbytes
+        moments = [b for what, b in plan.buffers if what.startswith("AdamW")]
+        assert moments == [pytest.approx(opt.nbytes, abs=1)]
+        assert plan.total == sum(parts.values())
+        text = plan.describe(available=2**34)
+        assert f"memory plan '{memory}'" in text and "of 16.00 GiB available" in text
+    # per parameter: 16 bytes in fp32, about 10 in lean
+    assert plan_for(cfg, 1, 8, "fp32").buffers[2][1] == 8 * cfg.n_params
+    lean = plan_for(ModelConfig.preset("small"), 1, 8, "lean")
+    assert 2.0 < lean.buffers[2][1] / lean.n_params < 2.1

@@ -1,0 +1,197 @@
+"""Low-precision AdamW moments (bf16 and 8-bit blockwise): the codes, stochastic rounding,
+every backend against the float64 reference, and the optimizer's formats end to end."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from codette_np import AdamW, Model, ModelConfig
+from codette_np.kernels import ref
+from codette_np.optim import state_bytes_per_param
+from conftest import need_backend, rel_err
+
+HYPER = (1e-3, 0.9, 0.95, 1e-8, 0.1)
+
+
+def _backends():
+    out = []
+    for name in ("c", "numba"):
+        try:
+            out.append(need_backend(name))
+        except pytest.skip.Exception:
+            pass
+    return out
+
+
+def test_code_tables_are_floats_with_four_mantissa_bits():
+    vm, vv = ref.q8_values(ref.Q8_M_EMIN), ref.q8_values(ref.Q8_V_EMIN)
+    used_m, used_v = vm[:(-ref.Q8_M_EMIN << 4) + 1], vv[:(-ref.Q8_V_EMIN << 4) + 1]
+    assert used_m[-1] == 1.0 and used_v[-1] == 1.0 and used_m[0] == 0 and used_v[0] == 0
+    assert np.all(np.diff(used_m) > 0) and np.all(np.diff(used_v) > 0)
+    # neighbouring codes at most 1/16 apart relative to the smaller (6.25% steps)
+    assert np.max(np.diff(used_m[1:]) / used_m[1:-1]) <= 1 / 16 + 1e-12
+    assert used_m[1] == 2.0 ** -7 * 17 / 16 and used_v[1] == 2.0 ** -15 * 17 / 16
+
+
+def test_c_codes_and_keys_equal_the_reference():
+    need_backend("c")
+    from codette_np.kernels.cbackend import lib
+    codes = np.arange(256, dtype=np.uint8)
+    assert [lib.q8_decode_m(int(x)) for x in codes] == list(ref.q8_decode_m(codes).astype(np.float32))
+    assert [lib.q8_decode_v(int(x)) for x in codes] == list(ref.q8_decode_v(codes).astype(np.float32))
+    for seed, step, stream in ((0, 1, 0), (7, 123456, 1), (2**62 + 5, 3, 0)):
+        assert lib.sr_key(seed, step, stream) == ref.sr_key(seed, step, stream)
+    assert lib.Q8_BLOCK == ref.Q8_BLOCK
+
+
+def test_stochastic_rounding_is_unbiased(rng):
+    n = 200_000
+    r = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+    for u in (0.3, 0.0123, 0.77, 2.0 ** -9):  # between codes, and under the smallest m code
+        codes = ref.q8_encode(np.full(n, u), ref.Q8_M_EMIN, r, floor_up=False)
+        assert len(np.unique(codes)) <= 2
+        mean = ref.q8_decode_m(codes).mean()
+        assert abs(mean - u) < 4 * 0.07 * u / np.sqrt(n) + 1e-12 + (0.02 * u if u < 0.008 else 0), (u, mean)
+    x = np.full(n, 1.0 + 1 / 300)
+    mean = ref.bf16_decode(ref.bf16_round_sr(x, r)).mean()
+    assert abs(mean - x[0]) < 4 * 2**-8 / np.sqrt(n)
+    # v never rounds a positive value to 0
+    assert np.all(ref.q8_encode(np.full(100, 1e-9), ref.Q8_V_EMIN, r[:100], floor_up=True) == 1)
+
+
+def _state(rng, n, fmt):
+    """A random optimizer state of format fmt for n elements, plus params and grads."""
+    p = rng.standard_normal(n).astype(np.float32) * 0.05
+    g = rng.standard_normal(n).astype(np.float32) * np.exp(rng.standard_normal(n)).astype(np.float32)
+    if fmt == "bf16":
+        m = (rng.standard_normal(n).astype(np.float32) * 0.01).view(np.uint32) >> 16
+        v = (np.abs(rng.standard_normal(n)).astype(np.float32) * 1e-4).view(np.uint32) >> 16
+        return p, g, [m.astype(np.uint16), v.astype(np.uint16)]
+    nb = -(-n // ref.Q8_BLOCK)
+    m = rng.integers(0, 256, n).astype(np.uint8)
+    m[(m & 127) > 112] &= 0xF0  # only codes up to 1.0 occur
+    v = rng.integers(0, 241, n).astype(np.uint8)
+    return p, g, [m, v, (rng.random(nb) * 0.01).astype(np.float32), (rng.random(nb) * 1e-4).astype(np.float32)]
+
+
+@pytest.mark.parametrize("fmt", ["bf16", "q8"])
+@pytest.mark.parametrize("n", [1, 255, 257, 70_001])
+def test_lowp_adamw_backends_match_the_reference(rng, fmt, n):
+    """One step from the same state: params within fp32 rounding of the float64 update; the
+    stored moments identical to the reference's codes except where fp32 and float64 land on
+    opposite sides of a rounding decision (rare, and then one code apart)."""
+    p, g, st = _state(rng, n, fmt)
+    step, seed, offset = 5, 11, 1000
+    want_p, want_st = p.copy(), [a.copy() for a in st]
+    fn = "adamw_step_" + fmt
+    getattr(ref, fn)(want_p, g, *want_st, True, *HYPER, step, 0.8, seed, offset)
+    for K in _backends():
+        got_p, got_st = p.copy(), [a.copy() for a in st]
+        getattr(K, fn)(got_p, g, *got_st, True, *HYPER, step, 0.8, seed, offset)
+        assert rel_err(got_p, want_p) <= 1e-6, K.NAME
+        for a, b in zip(got_st[:2], want_st[:2]):
+            diff = a.astype(np.int64) - b.astype(np.int64)
+            if fmt == "q8":
+                diff = np.where((a ^ b) & 128 & ((a & 127) > 0) & ((b & 127) > 0), 999, diff)  # sign flips
+            assert np.mean(diff != 0) <= max(1e-3, 1.0 / n), K.NAME
+            assert np.all(np.abs(diff) <= 1), K.NAME
+        for a, b in zip(got_st[2:], want_st[2:]):
+            assert rel_err(a, b) <= 1e-6, K.NAME
+
+
+@pytest.mark.parametrize("fmt", ["bf16", "q8"])
+def test_lowp_adamw_follows_fp32_adamw(rng, fmt):
+    """200 steps on noisy quadratic-like gradients: the parameters stay within a small
+    fraction of their movement from those of fp32 AdamW."""
+    n = 4096
+    p0 = rng.standard_normal(n).astype(np.float32)
+    target = rng.standard_normal(n).astype(np.float32)
+    runs = {}
+    for kind in ("fp32", fmt):
+        p = p0.copy()
+        if kind == "fp32":
+            st = [np.zeros(n, np.float32), np.zeros(n, np.float32)]
+        else:
+            st = _state(rng, n, fmt)[2]
+            for a in st:
+                a[:] = 0
+        noise = np.random.default_rng(5)
+        for t in range(1, 201):
+            g = ((p - target) + 0.3 * noise.standard_normal(n)).astype(np.float32)
+            if kind == "fp32":
+                ref.adamw_step(p, g, *st, True, 1e-2, 0.9, 0.95, 1e-8, 0.0, t, 1.0)
+            else:
+                getattr(ref, "adamw_step_" + fmt)(p, g, *st, True, 1e-2, 0.9, 0.95, 1e-8, 0.0, t, 1.0, 3, 0)
+        runs[kind] = p
+    moved = np.linalg.norm(runs["fp32"] - p0)
+    assert np.linalg.norm(runs[fmt] - runs["fp32"]) < 0.05 * moved
+
+
+def test_c_lowp_update_is_the_same_for_any_thread_count():
+    need_backend("c")
+    code = ("import numpy as np, sys\n"
+            "from codette_np.kernels import cbackend as c\n"
+            "r = np.random.default_rng(0); n = 300_001\n"
+            "p = r.standard_normal(n).astype(np.float32); g = r.standard_normal(n).astype(np.float32)\n"
+            "m = np.zeros(n, np.uint8); v = np.zeros(n, np.uint8); nb = -(-n // 256)\n"
+            "am = np.zeros(nb, np.float32); av = np.zeros(nb, np.float32)\n"
+            "m16 = np.zeros(n, np.uint16); v16 = np.zeros(n, np.uint16); p2 = p.copy()\n"
+            "for t in (1, 2, 3):\n"
+            "    c.adamw_step_q8(p, g, m, v, am, av, True, 1e-3, 0.9, 0.95, 1e-8, 0.1, t, 1.0, 9, 0)\n"
+            "    c.adamw_step_bf16(p2, g, m16, v16, True, 1e-3, 0.9, 0.95, 1e-8, 0.1, t, 1.0, 9, 0)\n"
+            "import hashlib; h = hashlib.sha256()\n"
+            "[h.update(a.tobytes()) for a in (p, m, v, am, av, p2, m16, v16)]; print(h.hexdigest())\n")
+    out = set()
+    for threads in ("1", "2", "3"):
+        import os
+        env = dict(os.environ, OMP_NUM_THREADS=threads)
+        out.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                               check=True).stdout)
+    assert len(out) == 1
+
+
+def test_optimizer_formats_bytes_and_small_tensors():
+    cfg = ModelConfig.preset("micro")
+    m = Model(cfg, seed=0)
+    sizes = {}
+    for fmt in ("fp32", "bf16", "q8"):
+        opt = AdamW(m, state=fmt)
+        sizes[fmt] = opt.nbytes / cfg.n_params
+        assert sizes[fmt] == pytest.approx(state_bytes_per_param(fmt, m.layout))
+    assert sizes["fp32"] == 8.0 and 4.0 < sizes["bf16"] < 4.05 and 2.03 < sizes["q8"] < 2.08
+    small = sum(s.size for s in m.layout.slots if s.size < 4096)
+    assert AdamW(m, state="q8").m.shape == (small,)  # biases and norms keep float32 moments
+    with pytest.raises(ValueError, match="optimizer state must be one of"):
+        AdamW(m, state="int4")
+
+
+@pytest.mark.parametrize("fmt", ["bf16", "q8"])
+def test_nano_trains_with_lowp_moments_and_the_state_round_trips(fmt):
+    cfg = ModelConfig.preset("nano")
+    x = np.random.default_rng(1).integers(0, cfg.vocab_size, (4, 32)).astype(np.int32)
+    losses = {}
+    for kind in ("fp32", fmt):
+        model = Model(cfg, seed=0)
+        opt = AdamW(model, lr=3e-3, state=kind, seed=4)
+        for _ in range(30):
+            losses[kind] = model.forward_backward(x, x)
+            opt.step(max_grad_norm=1.0)
+    assert losses[fmt] < 0.9 * np.log(cfg.vocab_size)  # it learned
+    assert abs(losses[fmt] - losses["fp32"]) < 0.02 * losses["fp32"]
+    # state_dict -> load_state_dict -> the next steps are bit-identical
+    sd = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in opt.state_dict().items()}
+    p_saved = model.params.copy()
+    runs = []
+    for _ in range(2):
+        model.params[:] = p_saved
+        o2 = AdamW(model, lr=3e-3, state=fmt)
+        o2.load_state_dict(sd)
+        for _ in range(3):
+            model.forward_backward(x, x)
+            o2.step(max_grad_norm=1.0)
+        runs.append((model.params.copy(), *(a.copy() for a in o2.state_arrays().values())))
+    assert all(np.array_equal(a, b) for a, b in zip(*runs))
+    with pytest.raises(ValueError, match="optimizer state is"):
+        AdamW(model, state="fp32").load_state_dict(sd)
