@@ -3,7 +3,9 @@
 Two plans:
 - "fp32": float32 weights, gradients and AdamW moments (16 bytes per parameter);
 - "lean": float32 weights and gradients, AdamW moments as 8-bit blockwise codes
-  (optim.AdamW state "q8", about 2.05 bytes per parameter: 10 in all).
+  (optim.AdamW state "q8", about 2.05 bytes per parameter: 10 in all), and
+  activations recomputed layer by layer in backward (Model(recompute=True):
+  only each layer's input is kept, for about a third more compute).
 "auto" is the fp32 plan when it fits in the available memory, else the lean one.
 Activations (model.Model.activation_bytes), evaluation's buffers and a fixed
 allowance for the interpreter, the libraries and the tokenized data come on top.
@@ -29,6 +31,7 @@ def gib(n: float) -> str:
 class Plan:
     name: str  # "fp32" or "lean"
     optimizer_state: str  # optim.AdamW state format
+    recompute: bool  # Model(recompute=...): activations recomputed in backward
     n_params: int
     buffers: tuple  # ((what, bytes), ...)
 
@@ -47,13 +50,12 @@ class Plan:
         return "\n".join(lines)
 
 
-def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = None,
-             act_bytes: int | None = None) -> Plan:
+def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = None) -> "Plan":
     """The plan `memory` ("auto", "fp32" or "lean") for a model of `cfg` trained on B x T."""
     if memory not in MEMORY_PLANS:
         raise ValueError(f"memory must be one of {MEMORY_PLANS}, not {memory!r}")
     if memory == "auto":
-        fp32 = plan_for(cfg, B, T, "fp32", act_bytes=act_bytes)
+        fp32 = plan_for(cfg, B, T, "fp32")
         memory = "fp32" if available is None or fp32.total <= available else "lean"
     from codette_np.model import _act_bytes
 
@@ -62,10 +64,11 @@ def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = 
     state = STATE_OF_PLAN[memory]
     opt = round(state_bytes_per_param(state, layout) * P)
     fmt = {"fp32": "fp32", "q8": "8-bit blockwise"}[state]
-    act = _act_bytes(cfg, B, T, "float32") if act_bytes is None else act_bytes
+    recompute = memory == "lean"
+    act = _act_bytes(cfg, B, T, "float32", recompute)
     # evaluation: one batch's logits (B, T, V) and the generation's key/value cache (L, ctx, 2C)
     evaluation = 4 * B * T * cfg.vocab_size + 4 * cfg.n_layer * cfg.context_length * 2 * cfg.d_model
     buffers = (("weights fp32", 4 * P), ("gradients fp32", 4 * P), (f"AdamW moments {fmt}", opt),
-               (f"activations and scratch ({B} x {T})", act), ("evaluation (logits, KV cache)", evaluation),
+               (f"activations{' (recomputed)' if recompute else ''} and scratch ({B} x {T})", act), ("evaluation (logits, KV cache)", evaluation),
                ("runtime (interpreter, libraries, data)", RUNTIME_BYTES))
-    return Plan(memory, state, P, buffers)
+    return Plan(memory, state, recompute, P, buffers)

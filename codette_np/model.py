@@ -28,12 +28,15 @@ HEAD_CHUNK_BYTES = 64 << 20  # the LM head + cross-entropy runs over row chunks 
 class Activations:
     """Every buffer forward saves for backward, and backward's scratch, for one (B, T)."""
 
-    def __init__(self, cfg: ModelConfig, B: int, T: int, dtype, with_grad: bool):
+    def __init__(self, cfg: ModelConfig, B: int, T: int, dtype, with_grad: bool, recompute: bool = False):
         C, F, L, NH, V = cfg.d_model, cfg.d_ff, cfg.n_layer, cfg.n_head, cfg.vocab_size
         N = B * T
         z = lambda *shape: np.zeros(shape, dtype=dtype)
-        self.B, self.T, self.with_grad = B, T, with_grad
-        Ls = L if with_grad else 1  # inference keeps one layer's buffers and reuses them
+        self.B, self.T, self.with_grad, self.recompute = B, T, with_grad, recompute
+        # inference, and training that recomputes each layer in backward, keep one layer's
+        # buffers and reuse them; only the residual stream entering each layer is kept
+        self.per_layer = with_grad and not recompute
+        Ls = L if self.per_layer else 1
         self.resid = z(L + 1, N, C)  # residual stream entering each layer, and the final one
         self.ln1 = z(Ls, N, C)
         self.ln1_mean, self.ln1_rstd = z(Ls, N), z(Ls, N)
@@ -91,7 +94,7 @@ class Model:
     """
 
     def __init__(self, cfg: ModelConfig, seed: int = 0, dtype=np.float32, backend: str | None = None,
-                 init: bool = True):
+                 init: bool = True, recompute: bool = False):
         if not isinstance(cfg, ModelConfig):
             raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
         self.cfg = cfg
@@ -107,6 +110,9 @@ class Model:
         self._pf = [self.layout.fused(self.params, i) for i in range(cfg.n_layer)]
         self._gf = [self.layout.fused(self.grads, i) for i in range(cfg.n_layer)]
         self.grads_valid = False  # True once forward_backward has written self.grads
+        # recompute: backward re-runs each layer's forward from its saved input instead of keeping
+        # every layer's activations (about a third more compute, L times fewer activation bytes)
+        self.recompute = bool(recompute)
         self._train_acts: Activations | None = None  # buffers for the last training (B, T)
         self._infer_acts: Activations | None = None  # buffers for the last inference (B, T)
         if init:
@@ -174,9 +180,10 @@ class Model:
         """Preallocated buffers for (B, T): one training set and one inference set are kept."""
         attr = "_train_acts" if with_grad else "_infer_acts"
         a = getattr(self, attr)
-        if a is None or (a.B, a.T) != (B, T):
+        recompute = self.recompute and with_grad
+        if a is None or (a.B, a.T, a.recompute) != (B, T, recompute):
             setattr(self, attr, None)  # free the old set before allocating the new one
-            a = Activations(self.cfg, B, T, self.dtype, with_grad)
+            a = Activations(self.cfg, B, T, self.dtype, with_grad, recompute)
             setattr(self, attr, a)
         return a
 
@@ -186,36 +193,43 @@ class Model:
 
     # -- forward ---------------------------------------------------------------
 
+    def _layer_forward(self, a: Activations, l: int, B: int, T: int, write_out: bool = True):
+        """Layer l from a.resid[l]: its activations into slot l (slot 0 when one layer's buffers
+        are kept), and, with write_out, the layer's output into a.resid[l + 1]."""
+        K, cfg, p = self.kernels, self.cfg, self._p
+        N, NH, hs = B * T, cfg.n_head, cfg.head_dim
+        s = l if a.per_layer else 0
+        pf, pre = self._pf[l], f"blk.{l}."
+        x, ln1, qkv, att = a.resid[l], a.ln1[s], a.qkv[s], a.att[s]
+        K.layernorm_forward(ln1, a.ln1_mean[s], a.ln1_rstd[s], x,
+                            p[pre + "attn_norm.weight"], p[pre + "attn_norm.bias"], cfg.norm_eps)
+        np.matmul(ln1, pf["qkv.weight"].T, out=qkv)  # (N, 3C)
+        K.bias_forward(qkv, pf["qkv.bias"])
+        q, k, v = _split_qkv(qkv, B, T, NH, hs)
+        K.rope_forward(q, q, a.cos, a.sin)
+        K.rope_forward(k, k, a.cos, a.sin)
+        K.attention_forward(att.reshape(B, T, NH, hs), a.lse[s], q, k, v)
+        mid = a.resid_mid[s]
+        np.matmul(att, p[pre + "attn_output.weight"].T, out=mid)
+        K.residual_forward(mid, x, mid, p[pre + "attn_output.bias"])
+        ln2 = a.ln2[s]
+        K.layernorm_forward(ln2, a.ln2_mean[s], a.ln2_rstd[s], mid,
+                            p[pre + "ffn_norm.weight"], p[pre + "ffn_norm.bias"], cfg.norm_eps)
+        up, ge = a.up[s], a.gelu[s]
+        np.matmul(ln2, p[pre + "ffn_up.weight"].T, out=up)  # (N, F)
+        K.bias_gelu_forward(ge, up, p[pre + "ffn_up.bias"])  # up += bias; ge = gelu(up)
+        if write_out:
+            out = a.resid[l + 1]
+            np.matmul(ge, p[pre + "ffn_down.weight"].T, out=out)
+            K.residual_forward(out, mid, out, p[pre + "ffn_down.bias"])
+
     def _blocks_forward(self, a: Activations, tokens):
         """Embedding and every layer; leaves the final LayerNorm output in a.lnf."""
         K, cfg, p = self.kernels, self.cfg, self._p
         B, T = tokens.shape
-        N, NH, hs = B * T, cfg.n_head, cfg.head_dim
-        K.embedding_forward(a.resid[0], tokens.reshape(N), p["token_embd.weight"])
+        K.embedding_forward(a.resid[0], tokens.reshape(B * T), p["token_embd.weight"])
         for l in range(cfg.n_layer):
-            s = l if a.with_grad else 0
-            pf, pre = self._pf[l], f"blk.{l}."
-            x, ln1, qkv, att = a.resid[l], a.ln1[s], a.qkv[s], a.att[s]
-            K.layernorm_forward(ln1, a.ln1_mean[s], a.ln1_rstd[s], x,
-                                p[pre + "attn_norm.weight"], p[pre + "attn_norm.bias"], cfg.norm_eps)
-            np.matmul(ln1, pf["qkv.weight"].T, out=qkv)  # (N, 3C)
-            K.bias_forward(qkv, pf["qkv.bias"])
-            q, k, v = _split_qkv(qkv, B, T, NH, hs)
-            K.rope_forward(q, q, a.cos, a.sin)
-            K.rope_forward(k, k, a.cos, a.sin)
-            K.attention_forward(att.reshape(B, T, NH, hs), a.lse[s], q, k, v)
-            mid = a.resid_mid[s]
-            np.matmul(att, p[pre + "attn_output.weight"].T, out=mid)
-            K.residual_forward(mid, x, mid, p[pre + "attn_output.bias"])
-            ln2 = a.ln2[s]
-            K.layernorm_forward(ln2, a.ln2_mean[s], a.ln2_rstd[s], mid,
-                                p[pre + "ffn_norm.weight"], p[pre + "ffn_norm.bias"], cfg.norm_eps)
-            up, ge = a.up[s], a.gelu[s]
-            np.matmul(ln2, p[pre + "ffn_up.weight"].T, out=up)  # (N, F)
-            K.bias_gelu_forward(ge, up, p[pre + "ffn_up.bias"])  # up += bias; ge = gelu(up)
-            out = a.resid[l + 1]
-            np.matmul(ge, p[pre + "ffn_down.weight"].T, out=out)
-            K.residual_forward(out, mid, out, p[pre + "ffn_down.bias"])
+            self._layer_forward(a, l, B, T)
         K.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.resid[cfg.n_layer],
                             p["output_norm.weight"], p["output_norm.bias"], cfg.norm_eps)
 
@@ -332,49 +346,52 @@ class Model:
         for l in reversed(range(cfg.n_layer)):
             pre = f"blk.{l}."
             pf, gf = self._pf[l], self._gf[l]
+            if a.recompute:  # this layer's activations again, from its saved input
+                self._layer_forward(a, l, B, T, write_out=False)
+            s = l if a.per_layer else 0
             # FFN: resid[l+1] = mid + gelu Wd^T + bd ; a.dresid holds d resid[l+1]
             np.matmul(a.dresid, p[pre + "ffn_down.weight"], out=a.dff)  # (N, F)
-            np.matmul(a.dresid.T, a.gelu[l], out=g[pre + "ffn_down.weight"])  # (C, F)
+            np.matmul(a.dresid.T, a.gelu[s], out=g[pre + "ffn_down.weight"])  # (C, F)
             K.bias_backward(g[pre + "ffn_down.bias"], a.dresid)
-            K.gelu_bias_backward(a.dup, g[pre + "ffn_up.bias"], a.dff, a.up[l])
+            K.gelu_bias_backward(a.dup, g[pre + "ffn_up.bias"], a.dff, a.up[s])
             np.matmul(a.dup, p[pre + "ffn_up.weight"], out=a.dln)  # (N, C)
-            np.matmul(a.dup.T, a.ln2[l], out=g[pre + "ffn_up.weight"])  # (F, C)
+            np.matmul(a.dup.T, a.ln2[s], out=g[pre + "ffn_up.weight"])  # (F, C)
             K.layernorm_backward_add(a.dresid, g[pre + "ffn_norm.weight"], g[pre + "ffn_norm.bias"],
-                                     a.dln, a.resid_mid[l], p[pre + "ffn_norm.weight"],
-                                     a.ln2_mean[l], a.ln2_rstd[l])  # now d resid_mid
+                                     a.dln, a.resid_mid[s], p[pre + "ffn_norm.weight"],
+                                     a.ln2_mean[s], a.ln2_rstd[s])  # now d resid_mid
             # attention: mid = resid[l] + att Wo^T + bo
             np.matmul(a.dresid, p[pre + "attn_output.weight"], out=a.datt)  # (N, C)
-            np.matmul(a.dresid.T, a.att[l], out=g[pre + "attn_output.weight"])
+            np.matmul(a.dresid.T, a.att[s], out=g[pre + "attn_output.weight"])
             K.bias_backward(g[pre + "attn_output.bias"], a.dresid)
-            q, k, v = _split_qkv(a.qkv[l], B, T, NH, hs)
+            q, k, v = _split_qkv(a.qkv[s], B, T, NH, hs)
             dq, dk, dv = _split_qkv(a.dqkv, B, T, NH, hs)
             K.attention_backward(dq, dk, dv, a.datt.reshape(B, T, NH, hs), q, k, v,
-                                 a.att[l].reshape(B, T, NH, hs), a.lse[l])
+                                 a.att[s].reshape(B, T, NH, hs), a.lse[s])
             K.rope_backward(dq, dq, a.cos, a.sin)
             K.rope_backward(dk, dk, a.cos, a.sin)
             np.matmul(a.dqkv, pf["qkv.weight"], out=a.dln)  # (N, C)
-            np.matmul(a.dqkv.T, a.ln1[l], out=gf["qkv.weight"])  # (3C, C)
+            np.matmul(a.dqkv.T, a.ln1[s], out=gf["qkv.weight"])  # (3C, C)
             K.bias_backward(gf["qkv.bias"], a.dqkv)
             K.layernorm_backward_add(a.dresid, g[pre + "attn_norm.weight"], g[pre + "attn_norm.bias"],
                                      a.dln, a.resid[l], p[pre + "attn_norm.weight"],
-                                     a.ln1_mean[l], a.ln1_rstd[l])  # now d resid[l]
+                                     a.ln1_mean[s], a.ln1_rstd[s])  # now d resid[l]
         K.embedding_backward(dwte, a.dresid, tokens.reshape(N))
         self.grads_valid = True
         return loss
 
     def activation_bytes(self, B: int, T: int) -> int:
         """Bytes of the training buffers for a (B, T) batch (allocated on first use)."""
-        return _act_bytes(self.cfg, B, T, self.dtype)
+        return _act_bytes(self.cfg, B, T, self.dtype, self.recompute)
 
 
-def _act_bytes(cfg, B, T, dtype):
-    """Bytes of every array of Activations(cfg, B, T, dtype, with_grad=True)."""
+def _act_bytes(cfg, B, T, dtype, recompute=False):
+    """Bytes of every array of Activations(cfg, B, T, dtype, with_grad=True, recompute)."""
     C, F, L, NH, V = cfg.d_model, cfg.d_ff, cfg.n_layer, cfg.n_head, cfg.vocab_size
     N = B * T
     it = np.dtype(dtype).itemsize
     rows = max(1, min(N, HEAD_CHUNK_BYTES // (V * it)))
     per_layer = N * (C + 3 * C + C + C + C + 2 * F) + 4 * N + B * NH * T
-    saved = (L + 1) * N * C + L * per_layer + N * C + 3 * N + rows * V + T * cfg.head_dim  # + cos, sin
+    saved = (L + 1) * N * C + (1 if recompute else L) * per_layer + N * C + 3 * N + rows * V + T * cfg.head_dim  # + cos, sin
     scratch = N * (3 * C + 3 * C + 2 * F) + (V * C if rows < N else 0)  # dresid dln datt, dqkv, dff dup
     return (saved + scratch) * it
 

@@ -447,7 +447,7 @@ def run(args, given: dict | None = None) -> int:
                         f"lower --batch-size or --seq-len, or add data")
 
     log.open()  # every input check has passed: from here on the run writes its files
-    model = Model(cfg, seed=args.seed, backend=args.backend)
+    model = Model(cfg, seed=args.seed, backend=args.backend, recompute=plan.recompute)
     opt = AdamW(model, lr=max_lr, weight_decay=args.weight_decay, state=plan.optimizer_state, seed=args.seed)
     step, tokens_seen, best_val = 0, 0, math.inf
     if state is not None:  # streamed straight into the model's and the optimizer's buffers
