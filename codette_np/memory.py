@@ -5,7 +5,9 @@ Two plans:
 - "lean": float32 weights and gradients, AdamW moments as 8-bit blockwise codes
   (optim.AdamW state "q8", about 2.05 bytes per parameter: 10 in all), and
   activations recomputed layer by layer in backward (Model(recompute=True):
-  only each layer's input is kept, for about a third more compute).
+  only each layer's input is kept, for about a third more compute), and the
+  update fused into backward (Model(fused_update=True), AdamW.fused_step):
+  only one layer's gradients, and the tied embedding's, exist at once.
 "auto" is the fp32 plan when it fits in the available memory, else the lean one.
 Activations (model.Model.activation_bytes), evaluation's buffers and a fixed
 allowance for the interpreter, the libraries and the tokenized data come on top.
@@ -32,6 +34,7 @@ class Plan:
     name: str  # "fp32" or "lean"
     optimizer_state: str  # optim.AdamW state format
     recompute: bool  # Model(recompute=...): activations recomputed in backward
+    fused_update: bool  # Model(fused_update=...): each layer updated as its gradients complete
     n_params: int
     buffers: tuple  # ((what, bytes), ...)
 
@@ -68,7 +71,14 @@ def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = 
     act = _act_bytes(cfg, B, T, "float32", recompute)
     # evaluation: one batch's logits (B, T, V) and the generation's key/value cache (L, ctx, 2C)
     evaluation = 4 * B * T * cfg.vocab_size + 4 * cfg.n_layer * cfg.context_length * 2 * cfg.d_model
-    buffers = (("weights fp32", 4 * P), ("gradients fp32", 4 * P), (f"AdamW moments {fmt}", opt),
+    lean = memory == "lean"
+    if lean:  # one layer's gradients, plus the embedding's and the final norm's
+        grads, gwhat = 4 * (sum(s.size for s in layout.slots if s.name.startswith("blk.0.")) +
+                            sum(s.size for s in layout.slots if not s.name.startswith("blk."))), \
+            "gradients fp32 (one layer + embedding)"
+    else:
+        grads, gwhat = 4 * P, "gradients fp32"
+    buffers = (("weights fp32", 4 * P), (gwhat, grads), (f"AdamW moments {fmt}", opt),
                (f"activations{' (recomputed)' if recompute else ''} and scratch ({B} x {T})", act), ("evaluation (logits, KV cache)", evaluation),
                ("runtime (interpreter, libraries, data)", RUNTIME_BYTES))
-    return Plan(memory, state, recompute, P, buffers)
+    return Plan(memory, state, recompute, lean, P, buffers)

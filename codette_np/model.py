@@ -94,7 +94,7 @@ class Model:
     """
 
     def __init__(self, cfg: ModelConfig, seed: int = 0, dtype=np.float32, backend: str | None = None,
-                 init: bool = True, recompute: bool = False):
+                 init: bool = True, recompute: bool = False, fused_update: bool = False):
         if not isinstance(cfg, ModelConfig):
             raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
         self.cfg = cfg
@@ -104,11 +104,19 @@ class Model:
         self.layout = ParamLayout(cfg)
         self.kernels = _backend.get(backend, dtype=self.dtype)
         self.params = np.zeros(self.layout.total, dtype=self.dtype)  # (P,) all weights
-        self.grads = np.zeros(self.layout.total, dtype=self.dtype)  # (P,) same layout
         self._p = self.layout.views(self.params)
-        self._g = self.layout.views(self.grads)
         self._pf = [self.layout.fused(self.params, i) for i in range(cfg.n_layer)]
-        self._gf = [self.layout.fused(self.grads, i) for i in range(cfg.n_layer)]
+        # fused_update: no full gradient buffer; the optimizer updates each layer as soon as its
+        # gradients are complete (forward_backward's on_grads), so one layer's gradients, and
+        # the tied embedding's and the final norm's (complete only at the ends), exist at once
+        self.fused_update = bool(fused_update)
+        if not self.fused_update:
+            self.grads = np.zeros(self.layout.total, dtype=self.dtype)  # (P,) same layout as params
+            self._g = self.layout.views(self.grads)
+            self._gf = [self.layout.fused(self.grads, i) for i in range(cfg.n_layer)]
+        else:
+            self.grads = None
+            self._g, self._gf = self._layer_grad_views()
         self.grads_valid = False  # True once forward_backward has written self.grads
         # recompute: backward re-runs each layer's forward from its saved input instead of keeping
         # every layer's activations (about a third more compute, L times fewer activation bytes)
@@ -133,6 +141,40 @@ class Model:
 
     def named_grads(self):
         return self._g.items()
+
+    def _layer_grad_views(self):
+        """Gradient views for fused_update: every layer's tensors share one layer-sized buffer
+        (at their offsets relative to the layer), the edge tensors have their own."""
+        L = self.cfg.n_layer
+        first = [s for s in self.layout.slots if s.name.startswith("blk.0.")]
+        base, size = first[0].offset, sum(s.size for s in first)
+        self._layer_grad = np.zeros(size, dtype=self.dtype)  # one layer's gradients, reused
+        g = {}
+        for s in self.layout.slots:
+            if s.name.startswith("blk."):
+                l = int(s.name.split(".")[1])
+                rel = s.offset - (base + l * size)
+                g[s.name] = self._layer_grad[rel:rel + s.size].reshape(s.shape)
+            else:
+                g[s.name] = np.zeros(s.shape, dtype=self.dtype)
+        gf = []
+        for l in range(L):
+            C = self.cfg.d_model
+            w = self.layout.by_name[f"blk.{l}.attn_q.weight"].offset - (base + l * size)
+            b = self.layout.by_name[f"blk.{l}.attn_q.bias"].offset - (base + l * size)
+            gf.append({"qkv.weight": self._layer_grad[w:w + 3 * C * C].reshape(3 * C, C),
+                       "qkv.bias": self._layer_grad[b:b + 3 * C]})
+        return g, gf
+
+    def grad_groups(self) -> list[list[str]]:
+        """The tensors whose gradients forward_backward completes together, in the order it
+        completes them: the final norm, each layer from the last to the first, the embedding."""
+        names = [s.name for s in self.layout.slots]
+        groups = [["output_norm.weight", "output_norm.bias"]]
+        for l in reversed(range(self.cfg.n_layer)):
+            groups.append([n for n in names if n.startswith(f"blk.{l}.")])
+        groups.append(["token_embd.weight"])
+        return groups
 
     def init_weights(self, seed: int):
         """normal(0, 0.02) matrices; attn_output/ffn_down scaled by 1/sqrt(2 L); biases 0; norm weights 1.
@@ -309,8 +351,15 @@ class Model:
 
     # -- forward + backward ---------------------------------------------------
 
-    def forward_backward(self, tokens, targets) -> float:
-        """Mean cross-entropy over targets != -1; writes every gradient into self.grads."""
+    def forward_backward(self, tokens, targets, on_grads=None) -> float:
+        """Mean cross-entropy over targets != -1; writes every gradient into self.grads.
+
+        on_grads(names), if given, is called as each group of grad_groups() is complete (its
+        gradients in self._g[name]); a fused_update model needs it, as its gradient buffers
+        are reused for the next group."""
+        if self.fused_update and on_grads is None:
+            raise ValueError("this model was made with fused_update=True: it keeps no full gradient "
+                             "buffer, so forward_backward needs on_grads (AdamW.fused_step passes it)")
         tokens = self._check_tokens(tokens)
         targets = self._check_tokens(targets, "targets", allow_ignore=True)
         if targets.shape != tokens.shape:
@@ -343,6 +392,9 @@ class Model:
 
         K.layernorm_backward(a.dresid, g["output_norm.weight"], g["output_norm.bias"], a.dln,
                              a.resid[cfg.n_layer], p["output_norm.weight"], a.lnf_mean, a.lnf_rstd)
+        groups = self.grad_groups() if on_grads is not None else None
+        if on_grads is not None:
+            on_grads(groups[0])
         for l in reversed(range(cfg.n_layer)):
             pre = f"blk.{l}."
             pf, gf = self._pf[l], self._gf[l]
@@ -375,8 +427,12 @@ class Model:
             K.layernorm_backward_add(a.dresid, g[pre + "attn_norm.weight"], g[pre + "attn_norm.bias"],
                                      a.dln, a.resid[l], p[pre + "attn_norm.weight"],
                                      a.ln1_mean[s], a.ln1_rstd[s])  # now d resid[l]
+            if on_grads is not None:  # layer l's gradients are complete
+                on_grads(groups[cfg.n_layer - l])
         K.embedding_backward(dwte, a.dresid, tokens.reshape(N))
-        self.grads_valid = True
+        if on_grads is not None:
+            on_grads(groups[-1])
+        self.grads_valid = not self.fused_update
         return loss
 
     def activation_bytes(self, B: int, T: int) -> int:

@@ -49,6 +49,11 @@ def _check_lr(lr) -> float:
     return float(lr)
 
 
+def _check_clip(max_grad_norm):
+    if max_grad_norm is not None and not 0 <= max_grad_norm < math.inf:
+        raise ValueError(f"max_grad_norm must be a finite number >= 0 (or None), got {max_grad_norm}")
+
+
 STATES = ("fp32", "bf16", "q8")
 SMALL_TENSOR = 4096  # tensors with fewer elements keep float32 moments in every format
 Q8_BLOCK = 256  # elements per absmax scale of the "q8" format (as the kernels)
@@ -87,6 +92,7 @@ class AdamW:
         self.lr, self.beta1, self.beta2, self.eps, self.weight_decay = lr, b1, b2, eps, weight_decay
         self.state_format, self.seed = state, int(seed)
         self.t = 0  # optimizer steps taken
+        self.last_grad_norm = None  # the last step's global gradient norm (fused_step clips by it)
         # per tensor: (slot, kind, offset into the kind's buffers, first absmax block)
         self._plan = []
         n32 = nlow = nblk = 0
@@ -106,6 +112,7 @@ class AdamW:
         self.v_low = np.zeros(nlow if low else 0, low or np.uint8)
         self.m_absmax = np.zeros(nblk, np.float32)  # (blocks,) "q8" scales
         self.v_absmax = np.zeros(nblk, np.float32)
+        self._entry = {e[0].name: e for e in self._plan}
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """The buffers that hold the optimizer's state, by checkpoint blob name."""
@@ -132,8 +139,10 @@ class AdamW:
         buffer untouched (the caller decides whether to skip the step).
         """
         lr = self.lr if lr is None else _check_lr(lr)
-        if max_grad_norm is not None and not 0 <= max_grad_norm < math.inf:
-            raise ValueError(f"max_grad_norm must be a finite number >= 0 (or None), got {max_grad_norm}")
+        _check_clip(max_grad_norm)
+        if self.model.fused_update:
+            raise RuntimeError("this model keeps no full gradient buffer (fused_update=True): train it "
+                               "with opt.fused_step(tokens, targets, ...)")
         if not self.model.grads_valid:
             raise RuntimeError("opt.step() before any forward_backward: model.grads holds no gradients "
                                "yet (call model.forward_backward first, or set model.grads_valid after "
@@ -145,27 +154,75 @@ class AdamW:
         if max_grad_norm is not None and max_grad_norm > 0 and norm > max_grad_norm:
             scale = max_grad_norm / (norm + 1e-6)
         self.t += 1
-        K, P, G = self.model.kernels, self.model.params, self.model.grads
         hyper = (lr, self.beta1, self.beta2, self.eps, self.weight_decay, self.t, scale)
-        for sl, kind, off, blk in self._plan:
-            p, g = P[sl.offset:sl.offset + sl.size], G[sl.offset:sl.offset + sl.size]
-            decay = len(sl.shape) == 2
-            if kind == "fp32":
-                K.adamw_step(p, g, self.m[off:off + sl.size], self.v[off:off + sl.size], decay, *hyper)
-            elif kind == "bf16":
-                K.adamw_step_bf16(p, g, self.m_low[off:off + sl.size], self.v_low[off:off + sl.size], decay,
-                                  *hyper, self.seed, sl.offset)
-            else:
-                nb = -(-sl.size // Q8_BLOCK)
-                K.adamw_step_q8(p, g, self.m_low[off:off + sl.size], self.v_low[off:off + sl.size],
-                                self.m_absmax[blk:blk + nb], self.v_absmax[blk:blk + nb], decay, *hyper,
-                                self.seed, sl.offset)
+        G = self.model.grads
+        for entry in self._plan:
+            sl = entry[0]
+            self._update(entry, G[sl.offset:sl.offset + sl.size], hyper)
+        self.last_grad_norm = norm
         return norm
+
+    def _update(self, entry, g, hyper):
+        """One tensor's update from its gradient g (n,)."""
+        sl, kind, off, blk = entry
+        K = self.model.kernels
+        p = self.model.params[sl.offset:sl.offset + sl.size]
+        decay = len(sl.shape) == 2
+        if kind == "fp32":
+            K.adamw_step(p, g, self.m[off:off + sl.size], self.v[off:off + sl.size], decay, *hyper)
+        elif kind == "bf16":
+            K.adamw_step_bf16(p, g, self.m_low[off:off + sl.size], self.v_low[off:off + sl.size], decay,
+                              *hyper, self.seed, sl.offset)
+        else:
+            nb = -(-sl.size // Q8_BLOCK)
+            K.adamw_step_q8(p, g, self.m_low[off:off + sl.size], self.v_low[off:off + sl.size],
+                            self.m_absmax[blk:blk + nb], self.v_absmax[blk:blk + nb], decay, *hyper,
+                            self.seed, sl.offset)
+
+    def fused_step(self, tokens, targets, lr: float | None = None,
+                   max_grad_norm: float | None = None) -> tuple[float, float]:
+        """(loss, grad norm): forward_backward with each group of tensors updated as soon as its
+        gradients are complete, so a model made with fused_update=True needs no full gradient
+        buffer. The global norm is known only at the end of backward, so clipping scales this
+        step's gradients by min(1, max_grad_norm / the previous step's norm) (no clipping on the
+        first step). A non-finite gradient stops the updates from its group on: the tensors
+        already updated keep their update, and the norm returned is NaN."""
+        lr = self.lr if lr is None else _check_lr(lr)
+        _check_clip(max_grad_norm)
+        scale = 1.0
+        prev = self.last_grad_norm
+        if max_grad_norm and prev is not None and prev > max_grad_norm:
+            scale = max_grad_norm / (prev + 1e-6)
+        self.t += 1
+        hyper = (lr, self.beta1, self.beta2, self.eps, self.weight_decay, self.t, scale)
+        K, g = self.model.kernels, self.model._g
+        total = {"sumsq": 0.0, "bad": False, "updated": 0}
+
+        def on_grads(names):
+            if total["bad"]:
+                return
+            grads = [g[n].reshape(-1) for n in names]
+            ss = sum(K.grad_norm_sq(x) for x in grads)
+            if not math.isfinite(ss):
+                total["bad"] = True
+                return
+            total["sumsq"] += ss
+            for n, x in zip(names, grads):
+                self._update(self._entry[n], x, hyper)
+            total["updated"] += 1
+
+        loss = self.model.forward_backward(tokens, targets, on_grads=on_grads)
+        if not total["updated"]:  # nothing moved (a non-finite loss, say): the step did not happen
+            self.t -= 1
+        norm = math.nan if total["bad"] else math.sqrt(total["sumsq"])
+        if math.isfinite(norm):
+            self.last_grad_norm = norm
+        return loss, norm
 
     def state_dict(self) -> dict:
         return {**self.state_arrays(), "t": self.t, "lr": self.lr, "beta1": self.beta1,
                 "beta2": self.beta2, "eps": self.eps, "weight_decay": self.weight_decay,
-                "state": self.state_format, "seed": self.seed}
+                "state": self.state_format, "seed": self.seed, "last_grad_norm": self.last_grad_norm}
 
     def load_state_dict(self, s: dict):
         if s.get("state", "fp32") != self.state_format:
@@ -179,6 +236,7 @@ class AdamW:
             a[:] = s[name]
         self.t = int(s["t"])
         self.seed = int(s.get("seed", self.seed))
+        self.last_grad_norm = s.get("last_grad_norm")
         for k in ("lr", "beta1", "beta2", "eps", "weight_decay"):
             if k in s:
                 setattr(self, k, float(s[k]))

@@ -447,12 +447,14 @@ def run(args, given: dict | None = None) -> int:
                         f"lower --batch-size or --seq-len, or add data")
 
     log.open()  # every input check has passed: from here on the run writes its files
-    model = Model(cfg, seed=args.seed, backend=args.backend, recompute=plan.recompute)
+    model = Model(cfg, seed=args.seed, backend=args.backend, recompute=plan.recompute,
+                  fused_update=plan.fused_update)
     opt = AdamW(model, lr=max_lr, weight_decay=args.weight_decay, state=plan.optimizer_state, seed=args.seed)
     step, tokens_seen, best_val = 0, 0, math.inf
     if state is not None:  # streamed straight into the model's and the optimizer's buffers
         ck.load_checkpoint(state["path"], into={"params": model.params, **opt.state_arrays()})
         opt.t = state["header"]["opt_t"]
+        opt.last_grad_norm = state["header"].get("last_grad_norm")
         step = state["header"]["step"]
         tokens_seen = state["header"]["tokens_seen"]
         best_val = state["header"]["best_val"] if state["header"]["best_val"] is not None else math.inf
@@ -464,7 +466,7 @@ def run(args, given: dict | None = None) -> int:
     def save(path, kind):
         header = {"format": CKPT_FORMAT, "kind": kind, "step": step, "tokens_seen": tokens_seen,
                   "best_val": best_val if math.isfinite(best_val) else None,
-                  "opt_t": opt.t, "config": cfg.to_dict(), "shape": [B, T], "size": args.size,
+                  "opt_t": opt.t, "last_grad_norm": opt.last_grad_norm, "config": cfg.to_dict(), "shape": [B, T], "size": args.size,
                   "args": {k: v for k, v in vars(args).items()},
                   "data_position": {"rows_consumed": step * B, "rows_per_epoch": len(rows)},
                   # the only randomness after init is the data order, a pure function of
@@ -522,12 +524,15 @@ def run(args, given: dict | None = None) -> int:
         if not (y >= 0).any():  # context only (one long prompt, say): nothing to learn from
             log.say(f"step {step}: no trained token in this batch; step skipped", echo=False)
         else:
-            loss = model.forward_backward(x, y)
-            if math.isfinite(loss):
-                try:
-                    norm = opt.step(lr=lr, max_grad_norm=args.max_grad_norm or None)
-                except FloatingPointError:
-                    pass
+            if plan.fused_update:  # each layer updated as soon as its gradients are complete
+                loss, norm = opt.fused_step(x, y, lr=lr, max_grad_norm=args.max_grad_norm or None)
+            else:
+                loss = model.forward_backward(x, y)
+                if math.isfinite(loss):
+                    try:
+                        norm = opt.step(lr=lr, max_grad_norm=args.max_grad_norm or None)
+                    except FloatingPointError:
+                        pass
             if not (math.isfinite(loss) and math.isfinite(norm)):
                 bad += 1
                 log.say(f"step {step}: non-finite loss {loss} / grad norm {norm}; update skipped "

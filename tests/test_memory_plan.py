@@ -1,5 +1,6 @@
 """The memory plan printed before a run allocates: its choices and its arithmetic."""
 
+import numpy as np
 import pytest
 
 from codette_np import AdamW, Model, ModelConfig
@@ -24,9 +25,18 @@ def test_plan_buffers_are_the_allocated_ones():
     for memory in ("fp32", "lean"):
         plan = plan_for(cfg, 4, 64, memory)
         parts = dict(plan.buffers)
-        opt = AdamW(model, state=plan.optimizer_state)
+        m = Model(cfg, seed=0, recompute=plan.recompute, fused_update=plan.fused_update)
+        opt = AdamW(m, state=plan.optimizer_state)
         assert parts["weights fp32"] == model.params.nbytes
-        assert parts["gradients fp32"] == model.grads.nbytes
+        grads = [b for what, b in plan.buffers if what.startswith("gradients")]
+        held = model.grads.nbytes if not plan.fused_update else \
+            m._layer_grad.nbytes + sum(m._g[n].nbytes for n in m._g if not n.startswith("blk."))
+        assert grads == [held]
+        m.forward_backward(np.zeros((4, 64), np.int32), np.ones((4, 64), np.int32),
+                           on_grads=(lambda names: None) if plan.fused_update else None)
+        acts = [b for what, b in plan.buffers if what.startswith("activations")]
+        assert acts == [m.activation_bytes(4, 64)]
+        assert plan.recompute == plan.fused_update == (memory == "lean")
         moments = [b for what, b in plan.buffers if what.startswith("AdamW")]
         assert moments == [pytest.approx(opt.nbytes, abs=1)]
         assert plan.total == sum(parts.values())
