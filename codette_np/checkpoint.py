@@ -36,6 +36,12 @@ class CheckpointError(RuntimeError):
     pass
 
 
+def _all_finite(a: np.ndarray, chunk: int = 1 << 22) -> bool:
+    """np.isfinite(a).all() a chunk at a time (no array-sized temporary)."""
+    flat = a.reshape(-1)
+    return all(np.isfinite(flat[i:i + chunk]).all() for i in range(0, flat.size, chunk))
+
+
 def save_checkpoint(path, header: dict, blobs: dict[str, np.ndarray]):
     """Atomically write `header` (JSON-able) and named arrays to `path`.
 
@@ -46,7 +52,7 @@ def save_checkpoint(path, header: dict, blobs: dict[str, np.ndarray]):
     entries, off = [], 0
     for name, a in blobs.items():
         a = np.ascontiguousarray(a)
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
+        if a.dtype.kind == "f" and not _all_finite(a):
             raise ValueError(f"refusing to write checkpoint {path}: {name} holds non-finite values")
         entries.append({"name": name, "dtype": a.dtype.str, "shape": list(a.shape),
                         "offset": off, "nbytes": int(a.nbytes),
@@ -227,7 +233,7 @@ def load_model_and_tokenizer(path, backend: str | None = None):
 
     path = resolve(path)
     cfg = ModelConfig.from_dict(read_header(path)["config"])
-    model = Model(cfg, init=False, backend=backend)
+    model = Model(cfg, init=False, backend=backend, fused_update=True)  # for inference: no full gradient buffer
     header, blobs = load_checkpoint(path, into={"params": model.params})
     tok = Tokenizer.from_proto(blobs["tokenizer"].tobytes())
     return model, tok, header

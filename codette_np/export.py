@@ -79,7 +79,7 @@ def load_gguf_model(path, backend: str | None = None):
         raise ValueError(f"{path}: {e}") from None
     if tok is not None and tok.vocab_size != cfg.vocab_size:
         raise ValueError(f"{path}: tokenizer has {tok.vocab_size} pieces, the model {cfg.vocab_size} rows")
-    model = Model(cfg, init=False, backend=backend)
+    model = Model(cfg, init=False, backend=backend, fused_update=True)  # no full gradient buffer
     for name, view in model.named_parameters():
         view[...] = params[name]
     meta = dict(meta)

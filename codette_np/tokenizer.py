@@ -450,6 +450,29 @@ class Tokenizer:
     def piece_to_id(self, piece: str) -> int:
         return self._sp.piece_to_id(piece)
 
+    def with_reserved(self, vocab_size: int) -> "Tokenizer":
+        """This tokenizer with ids [self.vocab_size, vocab_size) reserved: pieces "<unused{i}>" of
+        type UNUSED, which no text encodes to (no merge of existing pieces spells them). A model
+        then keeps its preset's vocabulary, and the GGUF lists every id, marked unused."""
+        n = self.vocab_size
+        if vocab_size <= n:
+            return self
+        tokens, scores, types = self.pieces_scores_types()
+        k = vocab_size - n
+        low = min(scores) if scores else 0.0
+        proto = sentencepiece_model_proto(
+            tokens + [f"<unused{i}>" for i in range(n, vocab_size)], scores + [low - 1.0] * k,
+            types + [UNUSED] * k, self.unk_id, self.bos_id, self.eos_id, self.add_space_prefix)
+        return Tokenizer(proto)
+
+    @property
+    def n_used(self) -> int:
+        """Ids in use: those before the first reserved (UNUSED) piece at the end of the table."""
+        n = len(self._pieces)
+        while n and self._pieces[n - 1][2] == UNUSED:
+            n -= 1
+        return n
+
     def pieces_scores_types(self) -> tuple[list[str], list[float], list[int]]:
         """Piece texts, scores and GGUF token types (NORMAL 1, UNKNOWN 2,
         CONTROL 3, USER_DEFINED 4, UNUSED 5, BYTE 6), indexed by id."""

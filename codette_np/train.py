@@ -105,9 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="GGUF written at the end of the run (default f16; 'none' skips export)")
     ap.add_argument("--memory", choices=list(MEMORY_PLANS), default="auto",
                     help="memory plan: 'fp32' keeps weights, gradients and both AdamW moments in fp32 "
-                         "(16 bytes per parameter); 'lean' stores the moments as 8-bit blockwise codes "
-                         "(about 10 bytes per parameter); 'auto' (default) is fp32 when it fits in the "
-                         "available memory, else lean. The plan is printed before anything is allocated")
+                         "(16 bytes per parameter) and every layer's activations; 'lean' stores the "
+                         "moments as 8-bit blockwise codes, updates each layer as soon as its gradients "
+                         "are complete (so one layer's gradients exist at a time; clipping uses the "
+                         "previous step's norm) and recomputes activations in backward (about 6 bytes "
+                         "per parameter, a third more compute); 'auto' (default) is fp32 when it fits "
+                         "in the available memory, else lean. The plan is printed before anything is "
+                         "allocated")
     ap.add_argument("--ignore-memory-check", action="store_true",
                     help="train even if the memory estimate exceeds the available RAM")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -430,12 +434,14 @@ def run(args, given: dict | None = None) -> int:
         except VocabTooLarge as e:
             if args.vocab_size is not None:
                 raise  # the user asked for this size: say what the corpus supports
-            # the preset's default is more than this corpus can fill: use what it supports
+            # the preset's vocabulary is more than this corpus can fill: the model keeps it (so its
+            # size stays the preset's) and the ids the text cannot fill are reserved, unused
             log.say(f"tokenizer: the training text supports at most {e.supported} pieces, fewer than "
-                    f"the {args.size} preset's {planned.vocab_size}; using {e.supported} "
-                    f"(add text with --data for a larger vocabulary)")
-            tok = train_or_load(corpus, e.supported, out / "tokenizer")
-    log.say(f"tokenizer: SentencePiece BPE, {tok.vocab_size} pieces")
+                    f"the {args.size} preset's {planned.vocab_size}; ids {e.supported}.."
+                    f"{planned.vocab_size - 1} are reserved and unused (add text with --data to fill them)")
+            tok = train_or_load(corpus, e.supported, out / "tokenizer").with_reserved(planned.vocab_size)
+    log.say(f"tokenizer: SentencePiece BPE, {tok.vocab_size} pieces"
+            + (f" ({tok.vocab_size - tok.n_used} reserved)" if tok.n_used < tok.vocab_size else ""))
 
     cfg = planned.replace(vocab_size=tok.vocab_size)
     encoded = [encode_example(tok, e, args.train_on) for e in train_ex]

@@ -260,3 +260,24 @@ def test_chat_examples_train_on_the_assistant_turns_only(chat_tok):
     ids, trained = tok.encode_chat_trained(e["messages"], roles=("user",))
     want = [i for m in e["messages"] if m["role"] == "user" for i in [*tok.encode_plain(m["content"]), end]]
     assert [i for i, k in zip(ids, trained) if k] == want
+
+
+def test_reserved_ids_encode_nothing_and_reach_the_gguf(tok, corpus, tmp_path):
+    from codette_np import ModelConfig, gguf_io
+    from codette_np.export import tokenizer_from_gguf
+
+    big = tok.with_reserved(tok.vocab_size + 100)
+    assert big.vocab_size == tok.vocab_size + 100 and big.n_used == tok.vocab_size == tok.n_used
+    for text in corpus[:50]:
+        assert big.encode(text) == tok.encode(text)
+    assert T.Tokenizer.from_proto(big.model_proto).vocab_size == big.vocab_size
+    cfg = ModelConfig.preset("nano").replace(vocab_size=big.vocab_size)
+    fields = gguf_io.tokenizer_fields(big, cfg)
+    assert fields["types"][-100:] == [T.UNUSED] * 100
+    back = tokenizer_from_gguf({"tokens": fields["tokens"], "scores": fields["scores"],
+                                "token_types": fields["types"], "bos_id": fields["bos_id"],
+                                "eos_id": fields["eos_id"], "unk_id": fields["unk_id"],
+                                "add_space_prefix": fields["add_space_prefix"], "model": "llama"})
+    assert back.vocab_size == big.vocab_size and back.n_used == tok.vocab_size
+    assert back.encode(corpus[0]) == tok.encode(corpus[0])
+    assert tok.with_reserved(10) is tok

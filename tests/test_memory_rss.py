@@ -1,0 +1,36 @@
+"""The printed memory plan is the truth: a run's peak resident memory is within 10% of its
+estimate, for both plans, on the micro preset (the big presets are measured by hand: README)."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WRAP = ("import resource, runpy, sys\n"
+        "sys.argv = ['codette_np.train'] + sys.argv[1:]\n"
+        "try:\n"
+        "    runpy.run_module('codette_np.train', run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    code = e.code\n"
+        "print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "sys.exit(code)\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("memory", ["fp32", "lean"])
+def test_peak_rss_is_the_printed_estimate(tmp_path, memory):
+    out = tmp_path / memory
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
+               MKL_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-c", WRAP, "--size", "micro", "--max-steps", "2", "--memory", memory,
+                        "--eval-tool-samples", "0", "--export-dtype", "none", "--quiet", "--out", str(out)],
+                       env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    total = float(re.search(r"^\s+total\s+([\d.]+) GiB", (out / "train.log").read_text(), re.M).group(1))
+    peak = int(re.search(r"peak_rss_kib (\d+)", r.stderr).group(1)) / 2**20
+    print(f"{memory}: peak RSS {peak:.3f} GiB, estimate {total:.2f} GiB")
+    assert abs(peak - total) <= 0.10 * total, f"peak RSS {peak:.3f} GiB, estimate {total:.2f} GiB"
