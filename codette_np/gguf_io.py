@@ -17,6 +17,8 @@ import math
 import os
 import secrets
 
+from collections.abc import Mapping
+
 import numpy as np
 from gguf import GGUFReader, GGUFValueType, GGUFWriter
 
@@ -418,11 +420,33 @@ def _f32_value(x) -> float:
     return float(str(np.float32(x)))
 
 
+class _TensorsOfFile(Mapping):
+    """name -> float32 array, dequantized from the (memory-mapped) file when asked for, so a
+    model is loaded one tensor at a time; a non-finite tensor raises ValueError naming the file."""
+
+    def __init__(self, path, tensors, shapes):
+        self._path, self._tensors, self._shapes = path, tensors, shapes
+
+    def __getitem__(self, name):
+        t, shape = self._tensors[name], self._shapes[name]
+        a = quant.dequantize(t.data, quant.DTYPE_OF_GGML[int(t.tensor_type)], shape)
+        if not np.isfinite(a).all():
+            raise ValueError(f"{self._path}: tensor {name!r} holds non-finite values")
+        return a
+
+    def __iter__(self):
+        return iter(self._shapes)
+
+    def __len__(self):
+        return len(self._shapes)
+
+
 def read_gguf(path):
     """Read a starcoder2 GGUF file written by write_gguf (or compatible).
 
     Returns (cfg, params, tokenizer_info, metadata): params maps tensor names
-    to float32 arrays in (out_features, in_features) layout; tokenizer_info
+    to float32 arrays in (out_features, in_features) layout (each dequantized
+    from the memory-mapped file when it is read: one tensor in memory at a time); tokenizer_info
     holds model, tokens, scores, token_types, bos_id, eos_id, unk_id, eot_id,
     add_bos, add_eos, add_space_prefix, chat_template; metadata holds every other key's value.
     Raises ValueError naming the file when it is not a complete starcoder2 model.
@@ -499,18 +523,14 @@ def _read_gguf(path: str):
     extra = sorted(set(tensors) - names)
     if extra:
         raise ValueError(f"{path}: unexpected tensor {extra[0]!r}")
-    params = {}
     for n, shape in layout:
         t = tensors[n]
         got = tuple(int(s) for s in reversed(t.shape.tolist()))
         if got != tuple(shape):
             raise ValueError(f"{path}: tensor {n!r} has shape {got}, expected {tuple(shape)}")
-        dt = quant.DTYPE_OF_GGML.get(int(t.tensor_type))
-        if dt is None:
+        if quant.DTYPE_OF_GGML.get(int(t.tensor_type)) is None:
             raise ValueError(f"{path}: tensor {n!r} has unsupported type {t.tensor_type.name}")
-        params[n] = quant.dequantize(t.data, dt, shape)
-        if not np.isfinite(params[n]).all():
-            raise ValueError(f"{path}: tensor {n!r} holds non-finite values")
+    params = _TensorsOfFile(path, tensors, dict(layout))
 
     tokens = get("tokenizer.ggml.tokens")
     if len(tokens) != vocab_size:

@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-grad-norm", type=nonneg_float, default=1.0,
                     help="clip the global gradient norm to this (default 1.0; 0 = off)")
     ap.add_argument("--eval-every", type=positive_int, default=500, help="evaluate every N steps (default 500)")
+    ap.add_argument("--eval-rows", type=positive_int, default=64,
+                    help="validation rows of --seq-len tokens per category at each eval (default 64; "
+                         "fewer make evaluation of the big presets quicker)")
     ap.add_argument("--eval-tool-samples", type=nonneg_int, default=100,
                     help="held-out tool requests generated from at each eval (default 100)")
     ap.add_argument("--save-every", type=positive_int, default=1000, help="write last.ckpt every N steps (default 1000)")
@@ -229,8 +232,8 @@ class Log:
 
 
 # the flags a --resume may give again (everything else comes from the checkpoint)
-RESUMABLE = ("max_steps", "eval_every", "save_every", "threads", "quiet", "ignore_memory_check",
-             "export_dtype", "allow_data_change")
+RESUMABLE = ("max_steps", "eval_every", "eval_rows", "eval_tool_samples", "save_every", "threads", "quiet",
+             "ignore_memory_check", "export_dtype", "allow_data_change")
 
 
 def given_flags(ap, argv) -> dict:
@@ -467,7 +470,7 @@ def run(args, given: dict | None = None) -> int:
         log.say(f"resumed from {out / 'last.ckpt'} at step {step}")
     log.say(f"backend: {model.backend_name}; threads: {os.environ.get('OMP_NUM_THREADS', 'all')}")
     evaluator = E.Evaluator(model, tok, val_ex, T, batch_size=B, train_on=args.train_on,
-                            tool_samples=args.eval_tool_samples)
+                            tool_samples=args.eval_tool_samples, max_rows_per_category=args.eval_rows)
 
     def save(path, kind):
         header = {"format": CKPT_FORMAT, "kind": kind, "step": step, "tokens_seen": tokens_seen,

@@ -657,5 +657,9 @@ def test_a_non_finite_weight_is_refused(tmp_path, tokenizer):
     raw[at:at + 64] = b"0" * 64
     path.write_bytes(bytes(raw))
     gguf_io._patch_data_digest(str(path))  # a consistent digest: only the value is wrong
+    _, params, _, _ = gguf_io.read_gguf(path)  # tensors are read when asked for, one at a time
     with pytest.raises(ValueError, match="non-finite"):
-        gguf_io.read_gguf(path)
+        params["token_embd.weight"]
+    from codette_np.export import load_gguf_model
+    with pytest.raises(ValueError, match=f"{path}.*non-finite"):
+        load_gguf_model(path)
