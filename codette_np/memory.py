@@ -47,8 +47,8 @@ class Plan:
         lines = [f"memory plan '{self.name}':"]
         for what, b in self.buffers:
             per = f"{b / self.n_params:5.2f} B/param" if what.startswith(("weights", "gradients", "AdamW")) else " " * 13
-            lines.append(f"  {what:<44} {per}  {gib(b):>10}")
-        lines.append(f"  {'total':<44} {' ' * 13}  {gib(self.total):>10}"
+            lines.append(f"  {what:<48} {per}  {gib(b):>10}")
+        lines.append(f"  {'total':<48} {' ' * 13}  {gib(self.total):>10}"
                      + (f" of {gib(available)} available" if available else ""))
         return "\n".join(lines)
 
