@@ -69,6 +69,45 @@ def pack_masks(masks, T: int, seed: int = 0) -> np.ndarray:
                         seed, np.bool_), T)
 
 
+def pack_whole(token_lists, masks, bos_id: int, eos_id: int, T: int, seed: int = 0, window: int = 64):
+    """(rows (R, T+1) int32, trained (R, T+1) bool) with every example that fits in a row kept
+    whole in one row, so a tool call is always trained with the request it answers in view.
+
+    Examples are taken in a seeded order; each row is filled first-fit from the next `window`
+    examples, and what is left of it is padding (EOS, never trained). Examples longer than a
+    row are packed as pack_rows does, after the others."""
+    n = len(token_lists)
+    order = [int(i) for i in np.random.default_rng([seed, 0xC0DE]).permutation(n)]
+    size = [len(x) + 2 for x in token_lists]  # BOS ids EOS
+    long = [i for i in order if size[i] > T + 1]
+    pending = [i for i in order if size[i] <= T + 1]
+    rows, keep = [], []
+    while pending:
+        members = [pending.pop(0)]
+        room = T + 1 - size[members[0]]
+        j = 0
+        while j < min(len(pending), window) and room >= 3:
+            if size[pending[j]] <= room:
+                room -= size[pending[j]]
+                members.append(pending.pop(j))
+            else:
+                j += 1
+        row, kept = [], []
+        for i in members:
+            row += [bos_id, *token_lists[i], eos_id]
+            m = [bool(b) for b in masks[i]]
+            kept += [False, *m, bool(m) and all(m)]
+        rows.append(row + [eos_id] * room)
+        keep.append(kept + [False] * room)
+    x = np.array(rows, dtype=np.int32).reshape(-1, T + 1)
+    t = np.array(keep, dtype=bool).reshape(-1, T + 1)
+    if long:
+        lx = pack_rows([token_lists[i] for i in long], bos_id, eos_id, T, seed)
+        lt = pack_masks([masks[i] for i in long], T, seed)
+        x, t = np.concatenate([x, lx]), np.concatenate([t, lt])
+    return x, t
+
+
 def batch_at(rows: np.ndarray, step: int, B: int, seed: int = 0, trained: np.ndarray | None = None):
     """(inputs, targets), each (B, T) int32, for optimizer step `step` (0-based); with
     `trained` (pack_masks), the targets it does not train are -1."""

@@ -29,7 +29,7 @@ from difflib import SequenceMatcher
 
 import numpy as np
 
-from codette_np.batches import encode_example, eval_rows
+from codette_np.batches import encode_example, eval_rows, pack_whole
 from codette_np.data import tools
 from codette_np.generate import Generator, generate
 
@@ -92,13 +92,19 @@ def is_grounded(text: str, needed: list[str]) -> bool:
 
 class Evaluator:
     def __init__(self, model, tok, val_examples, T, batch_size=8, max_rows_per_category=64,
-                 tool_samples=100, max_new_tokens=160, train_on="all"):
-        """Validation loss over the tokens training predicts (`train_on`, batches.encode_example)."""
+                 tool_samples=100, max_new_tokens=160, train_on="all", packing="stream"):
+        """Validation loss over the tokens training predicts (`train_on`, batches.encode_example),
+        in rows packed as training packs them (`packing`: "whole" examples or a "stream")."""
         self.model, self.tok, self.B = model, tok, batch_size
         self.sets = {}
         for cat in sorted({e["category"] for e in val_examples}):
             enc = [encode_example(tok, e, train_on) for e in val_examples if e["category"] == cat]
-            x, y = eval_rows([i for i, _ in enc], tok.bos_id, tok.eos_id, T, masks=[m for _, m in enc])
+            ids, masks = [i for i, _ in enc], [m for _, m in enc]
+            if packing == "whole":
+                rows, trained = pack_whole(ids, masks, tok.bos_id, tok.eos_id, T)
+                x, y = rows[:, :-1].copy(), np.where(trained[:, 1:], rows[:, 1:], -1).astype(np.int32)
+            else:
+                x, y = eval_rows(ids, tok.bos_id, tok.eos_id, T, masks=masks)
             self.sets[cat] = (x[:max_rows_per_category], y[:max_rows_per_category])
         self.tool_cases = []  # one dict per held-out request (see _tool_case)
         self.tool_too_long = 0  # held-out requests whose prompt + answer exceed the context
@@ -291,7 +297,8 @@ def main(argv=None) -> int:
         T = (header.get("shape") or [8, model.cfg.context_length])[1]
         ev = Evaluator(model, tok, validation_set(header), T, tool_samples=a.tool_samples,
                        max_new_tokens=a.max_new_tokens,
-                       train_on=(header.get("args") or {}).get("train_on", "all"))
+                       train_on=(header.get("args") or {}).get("train_on", "all"),
+                       packing=(header.get("args") or {}).get("packing", "stream"))
     except (CheckpointError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "assistant's turns (tool calls and answers), reading the system prompt, the "
                          "user's words and tool results as context; 'all' predicts every token. Plain "
                          "text trains on all of it either way")
+    ap.add_argument("--packing", choices=["whole", "stream"], default="whole",
+                    help="how examples fill the rows of --seq-len tokens: 'whole' (default) keeps each "
+                         "example that fits in one row, padding the rest of a row (so a tool call is "
+                         "always seen with its request); 'stream' concatenates them and cuts rows anywhere")
     ap.add_argument("--max-steps", type=positive_int, default=5000, help="optimizer steps to train (default 5000)")
     ap.add_argument("--batch-size", type=positive_int, default=None, help="rows per step (default per size)")
     ap.add_argument("--seq-len", type=positive_int, default=None, help="tokens per row (default per size)")
@@ -232,6 +236,8 @@ class Log:
 
 
 # the flags a --resume may give again (everything else comes from the checkpoint)
+# what a run did before these flags existed (its checkpoint does not name them)
+BEFORE_THE_FLAG = {"train_on": "all", "packing": "stream", "memory": "fp32"}
 RESUMABLE = ("max_steps", "eval_every", "eval_rows", "eval_tool_samples", "save_every", "threads", "quiet",
              "ignore_memory_check", "export_dtype", "allow_data_change")
 
@@ -304,7 +310,7 @@ def _lock(out: Path):
 
 def _resume_args(args, given: dict, header: dict, path: Path):
     """The saved run's settings, with the flags that may change taken from this command."""
-    saved = dict(header.get("args") or {})
+    saved = {**BEFORE_THE_FLAG, **(header.get("args") or {})}  # a checkpoint older than a flag ran without it
     for k, v in given.items():
         if k in RESUMABLE or k in ("resume", "out"):
             continue
@@ -344,7 +350,7 @@ def run(args, given: dict | None = None) -> int:
     from codette_np import data as D
     from codette_np import memory as M
     from codette_np import evaluate as E
-    from codette_np.batches import batch_at, encode_example, pack_masks, pack_rows
+    from codette_np.batches import batch_at, encode_example, pack_masks, pack_rows, pack_whole
     from codette_np.tokenizer import Tokenizer, VocabTooLarge, train_or_load
 
     try:
@@ -448,8 +454,12 @@ def run(args, given: dict | None = None) -> int:
 
     cfg = planned.replace(vocab_size=tok.vocab_size)
     encoded = [encode_example(tok, e, args.train_on) for e in train_ex]
-    rows = pack_rows([ids for ids, _ in encoded], tok.bos_id, tok.eos_id, T, args.seed)  # (R, T+1)
-    trained = pack_masks([m for _, m in encoded], T, args.seed)  # (R, T+1) bool
+    if args.packing == "whole":
+        rows, trained = pack_whole([ids for ids, _ in encoded], [m for _, m in encoded], tok.bos_id,
+                                   tok.eos_id, T, args.seed)  # (R, T+1), (R, T+1) bool
+    else:
+        rows = pack_rows([ids for ids, _ in encoded], tok.bos_id, tok.eos_id, T, args.seed)  # (R, T+1)
+        trained = pack_masks([m for _, m in encoded], T, args.seed)  # (R, T+1) bool
     del encoded
     if len(rows) < B:
         raise UserError(f"only {len(rows)} rows of {T + 1} tokens in the training data; "
@@ -469,7 +479,7 @@ def run(args, given: dict | None = None) -> int:
         best_val = state["header"]["best_val"] if state["header"]["best_val"] is not None else math.inf
         log.say(f"resumed from {out / 'last.ckpt'} at step {step}")
     log.say(f"backend: {model.backend_name}; threads: {os.environ.get('OMP_NUM_THREADS', 'all')}")
-    evaluator = E.Evaluator(model, tok, val_ex, T, batch_size=B, train_on=args.train_on,
+    evaluator = E.Evaluator(model, tok, val_ex, T, batch_size=B, train_on=args.train_on, packing=args.packing,
                             tool_samples=args.eval_tool_samples, max_rows_per_category=args.eval_rows)
 
     def save(path, kind):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from codette_np import Model, ModelConfig
-from codette_np.batches import batch_at, encode_example, eval_rows, pack_masks, pack_rows
+from codette_np.batches import batch_at, encode_example, eval_rows, pack_masks, pack_rows, pack_whole
 from codette_np.generate import Generator, generate, sample
 from conftest import rel_err
 
@@ -93,6 +93,33 @@ def test_masks_pack_and_batch_like_their_tokens():
     ex, ey = eval_rows(lists, 1, 2, T=4, masks=masks)
     want = [t for x, m in zip(lists, masks) for t, k in zip([*x, 2], [*m, all(m)]) if k]
     assert list(ey[ey >= 0]) == want
+
+
+def test_whole_packing_keeps_every_example_in_one_row():
+    rng = np.random.default_rng(6)
+    T = 32
+    lists = [list(rng.integers(5, 50, rng.integers(1, T))) for _ in range(300)]  # each fits a row
+    masks = [list(rng.random(len(x)) < 0.6) for x in lists]
+    rows, trained = pack_whole(lists, masks, 1, 2, T, seed=3)
+    assert rows.shape[1] == T + 1 and trained.shape == rows.shape
+    again = pack_whole(lists, masks, 1, 2, T, seed=3)
+    assert np.array_equal(rows, again[0]) and np.array_equal(trained, again[1])
+    # read the rows back: each example appears exactly once, intact, its mask aligned
+    seen = []
+    for r, k in zip(rows, trained):
+        i = 0
+        while i < len(r) and r[i] == 1:  # BOS opens an example
+            j = i + 1 + list(r[i + 1:]).index(2)  # its EOS
+            seen.append((tuple(r[i + 1:j]), tuple(k[i + 1:j])))
+            assert not k[i]
+            i = j + 1
+        assert i > 0 and np.all(r[i:] == 2) and not k[i:].any()  # the rest is padding, never trained
+    assert sorted(seen) == sorted((tuple(x), tuple(m)) for x, m in zip(lists, masks))
+    assert (rows == 2).sum() - len(lists) < 0.1 * rows.size  # first-fit leaves little padding
+    # examples longer than a row are packed too (cut, as pack_rows does), after the whole ones
+    long = [list(range(5, 5 + 3 * T))]
+    r2, t2 = pack_whole(lists + long, masks + [[True] * len(long[0])], 1, 2, T, seed=3)
+    assert len(r2) > len(rows) and t2.shape == r2.shape
 
 
 def test_an_example_without_turns_trains_on_every_token():
