@@ -105,6 +105,17 @@ def make_case(name):
             return [f32(P) * 0.02, f32(P), np.zeros(P, np.float32), np.zeros(P, np.float32), True,
                     1e-3, 0.9, 0.95, 1e-8, 0.1, 1, 1.0]
         return (args, 7 * 4 * P, "bytes", [0, 2, 3])
+    if name in ("adamw_step_bf16", "adamw_step_q8"):  # the lean optimizer state, over every parameter
+        def args():
+            if name.endswith("bf16"):
+                state = [np.zeros(P, np.uint16), np.zeros(P, np.uint16)]
+            else:
+                nb = -(-P // ref.Q8_BLOCK)
+                state = [np.zeros(P, np.uint8), np.zeros(P, np.uint8), np.zeros(nb, np.float32),
+                         np.zeros(nb, np.float32)]
+            return [f32(P) * 0.02, f32(P), *state, True, 1e-3, 0.9, 0.95, 1e-8, 0.1, 1, 1.0, 0, 0]
+        moments = 8 if name.endswith("bf16") else 4  # read and written, both moments
+        return (args, (12 + moments) * P, "bytes", [0])
     if name == "grad_norm_sq":
         return (lambda: [f32(P)], 4 * P, "bytes", None)
     raise KeyError(name)
@@ -118,7 +129,9 @@ def _check(name, kernel, args, outs, backend):
     (codette_np.kernels.tolerances)."""
     tol = tolerance(name, backend)
     a32 = [a.copy() if isinstance(a, np.ndarray) and a.dtype == np.float32 and a.base is None else a for a in args]
-    a64 = [a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype == np.float32 else a for a in args]
+    a32 = [a.copy() if isinstance(a, np.ndarray) and a.dtype.kind == "u" else a for a in a32]  # codes: own copies
+    a64 = [a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype == np.float32 else
+           (a.copy() if isinstance(a, np.ndarray) and a.dtype.kind == "u" else a) for a in args]
     if name.startswith("rope"):  # in place on a strided view: keep the aliasing
         a32 = [a.copy() for a in args[:1]]
         a32 = [a32[0], a32[0], args[2], args[3]]
@@ -146,4 +159,6 @@ def test_kernel(record, name, backend):
     kernel = getattr(b, name)
     _check(name, kernel, args, outs, backend)
     rounds = 5 if (backend == "numpy" and name.startswith("attention")) else None
+    if backend == "numpy" and name in ("adamw_step_bf16", "adamw_step_q8"):
+        rounds = 1  # the float64 reference over every parameter takes tens of seconds
     record("kernel", name, backend, lambda: kernel(*args), work, unit, rounds=rounds)

@@ -367,6 +367,14 @@ def adamw_step_bf16(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_de
     v[:] = bf16_round_sr(vn, sr_bits(sr_key(seed, step, 1), idx))
 
 
+def _block_max(x: np.ndarray) -> np.ndarray:
+    """(ceil(n / Q8_BLOCK),) max of each block of x (n,) >= 0."""
+    nb = -(-len(x) // Q8_BLOCK)
+    padded = np.zeros(nb * Q8_BLOCK)
+    padded[:len(x)] = x
+    return padded.reshape(nb, Q8_BLOCK).max(axis=1)
+
+
 def adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps,
                   weight_decay, step, grad_scale, seed, offset):
     """As adamw_step with m, v (n,) 8-bit codes scaled per block of Q8_BLOCK by m_absmax,
@@ -377,10 +385,7 @@ def adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, bet
     v64 = q8_decode_v(v) * v_absmax.astype(np.float64)[blk]
     p, mn, vn = _moments_update(params, grads, m64, v64, decay, lr, beta1, beta2, eps,
                                 weight_decay, step, grad_scale)
-    am = np.zeros(len(m_absmax))
-    av = np.zeros(len(v_absmax))
-    np.maximum.at(am, blk, np.abs(mn))
-    np.maximum.at(av, blk, vn)
+    am, av = _block_max(np.abs(mn)), _block_max(vn)
     idx = offset + np.arange(n, dtype=np.int64)
     um = np.minimum(np.abs(mn) / np.where(am > 0, am, 1.0)[blk], 1.0)
     uv = np.minimum(vn / np.where(av > 0, av, 1.0)[blk], 1.0)

@@ -32,6 +32,8 @@ KERNEL_TOL = {
     "crossentropy_forward_backward": 2e-6,
     "grad_norm_sq": 1e-12,  # float64 sums of exact float32 squares
     "adamw_step": 1e-6,
+    "adamw_step_bf16": 1e-6,  # the parameters; the stored moments are checked code by code
+    "adamw_step_q8": 1e-6,
 }
 
 BACKEND_TOL = {
