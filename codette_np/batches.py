@@ -121,7 +121,7 @@ def batch_at(rows: np.ndarray, step: int, B: int, seed: int = 0, trained: np.nda
             perm, perm_epoch = np.random.default_rng([seed, e]).permutation(R), e
         sel[j] = perm[r]
     batch = rows[sel]
-    x, y = np.ascontiguousarray(batch[:, :-1]), np.ascontiguousarray(batch[:, 1:])
+    x, y = batch[:, :-1].copy(), batch[:, 1:].copy()  # own buffers (for B = 1 a slice is contiguous)
     if trained is not None:
         y[~trained[sel, 1:]] = -1
     return x, y

@@ -89,6 +89,9 @@ def test_masks_pack_and_batch_like_their_tokens():
         x0, y0 = batch_at(rows, step, 4, seed=3)
         assert np.array_equal(x, x0) and np.all((y == y0) | (y == -1))
         assert (y == -1).any() and (y >= 0).any()
+    for step in range(6):  # one row per batch: the inputs keep their ids when targets are masked
+        x, y = batch_at(rows, step, 1, seed=3, trained=trained)
+        assert x.min() >= 1 and np.array_equal(x, batch_at(rows, step, 1, seed=3)[0])
     # evaluation rows: the targets are exactly the trained tokens, each once
     ex, ey = eval_rows(lists, 1, 2, T=4, masks=masks)
     want = [t for x, m in zip(lists, masks) for t, k in zip([*x, 2], [*m, all(m)]) if k]
