@@ -73,10 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "assistant's turns (tool calls and answers), reading the system prompt, the "
                          "user's words and tool results as context; 'all' predicts every token. Plain "
                          "text trains on all of it either way")
-    ap.add_argument("--packing", choices=["whole", "stream"], default="whole",
-                    help="how examples fill the rows of --seq-len tokens: 'whole' (default) keeps each "
-                         "example that fits in one row, padding the rest of a row (so a tool call is "
-                         "always seen with its request); 'stream' concatenates them and cuts rows anywhere")
+    ap.add_argument("--packing", choices=["stream", "whole"], default="stream",
+                    help="how examples fill the rows of --seq-len tokens: 'stream' (default) concatenates "
+                         "them and cuts rows anywhere; 'whole' keeps each example that fits in one row, "
+                         "padding the rest of the row (so a tool call is always seen with its request)")
     ap.add_argument("--max-steps", type=positive_int, default=5000, help="optimizer steps to train (default 5000)")
     ap.add_argument("--batch-size", type=positive_int, default=None, help="rows per step (default per size)")
     ap.add_argument("--seq-len", type=positive_int, default=None, help="tokens per row (default per size)")
