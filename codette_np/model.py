@@ -157,14 +157,13 @@ class Model:
                 g[s.name] = self._layer_grad[rel:rel + s.size].reshape(s.shape)
             else:
                 g[s.name] = np.zeros(s.shape, dtype=self.dtype)
-        gf = []
-        for l in range(L):
-            C = self.cfg.d_model
-            w = self.layout.by_name[f"blk.{l}.attn_q.weight"].offset - (base + l * size)
-            b = self.layout.by_name[f"blk.{l}.attn_q.bias"].offset - (base + l * size)
-            gf.append({"qkv.weight": self._layer_grad[w:w + 3 * C * C].reshape(3 * C, C),
-                       "qkv.bias": self._layer_grad[b:b + 3 * C]})
-        return g, gf
+        # every layer's tensors sit at layer 0's offsets relative to their layer: one set of fused views
+        C = self.cfg.d_model
+        wo = self.layout.by_name["blk.0.attn_q.weight"].offset - base
+        bo = self.layout.by_name["blk.0.attn_q.bias"].offset - base
+        qkv = {"qkv.weight": self._layer_grad[wo:wo + 3 * C * C].reshape(3 * C, C),
+               "qkv.bias": self._layer_grad[bo:bo + 3 * C]}
+        return g, [qkv] * L
 
     def grad_groups(self) -> list[list[str]]:
         """The tensors whose gradients forward_backward completes together, in the order it

@@ -196,3 +196,46 @@ def test_nano_trains_with_lowp_moments_and_the_state_round_trips(fmt):
     assert all(np.array_equal(a, b) for a, b in zip(*runs))
     with pytest.raises(ValueError, match="optimizer state is"):
         AdamW(model, state="fp32").load_state_dict(sd)
+
+
+@pytest.mark.parametrize("fmt", ["fp32", "q8"])
+def test_update_fused_into_backward_is_the_same_update(fmt):
+    """Without clipping, updating each layer as its gradients complete (one layer's gradient
+    buffer, activations recomputed) gives the parameters of the ordinary step, bit for bit."""
+    cfg = ModelConfig.preset("nano").replace(n_layer=3)
+    x = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 64)).astype(np.int32)
+    out = []
+    for fused in (False, True):
+        model = Model(cfg, seed=0, fused_update=fused, recompute=fused)
+        opt = AdamW(model, lr=3e-3, state=fmt)
+        for _ in range(4):
+            if fused:
+                opt.fused_step(x, x)
+            else:
+                model.forward_backward(x, x)
+                opt.step()
+        out.append(model.params.copy())
+        assert (model.grads is None) == fused
+    assert np.array_equal(*out)
+    with pytest.raises(RuntimeError, match="fused_step"):
+        opt.step()
+    with pytest.raises(ValueError, match="on_grads"):
+        model.forward_backward(x, x)
+
+
+def test_fused_step_clips_by_the_previous_norm():
+    cfg = ModelConfig.preset("nano")
+    x = np.random.default_rng(2).integers(0, cfg.vocab_size, (2, 32)).astype(np.int32)
+    fused = Model(cfg, seed=0, fused_update=True)
+    ofused = AdamW(fused, lr=1e-2)
+    _, n1 = ofused.fused_step(x, x, max_grad_norm=1e-3)  # step 1: no norm before it, no clipping
+    _, n2 = ofused.fused_step(x, x, max_grad_norm=1e-3)  # step 2: scaled by 1e-3 / n1
+    plain = Model(cfg, seed=0)
+    oplain = AdamW(plain, lr=1e-2)
+    plain.forward_backward(x, x)
+    assert oplain.step() == pytest.approx(n1, rel=1e-9)
+    plain.forward_backward(x, x)
+    plain.grads *= np.float32(1e-3 / (n1 + 1e-6))
+    oplain.step()
+    assert rel_err(fused.params, plain.params) < 1e-6
+    assert ofused.last_grad_norm == n2
