@@ -1,6 +1,8 @@
 """One whole training step (forward + backward + clip + AdamW) per backend,
 at the `micro` and `mini` presets with batch 8 x 256 tokens.
 
+A `lean` row times the lean memory plan's step (8-bit moments, the update
+fused into backward, activations recomputed) on the first compiled backend.
 Two more rows put the rates in context, measured in the same run:
 - `matmul-floor`: `forward_backward` with every kernel replaced by a no-op,
   so only the model's numpy matrix products (the linear layers and the LM
@@ -50,6 +52,21 @@ def test_train_step(record, size, backend):
     loss0 = model.forward_backward(x, y)  # check: a sane loss before timing
     assert abs(loss0 - np.log(cfg.vocab_size)) < 0.5
     record(f"step:{size}", f"train step B{B} T{T}", backend, step, B * T, "tokens", rounds=ROUNDS[size])
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_lean_train_step(record, size):
+    """The lean memory plan's step on the C backend (numba, else numpy, without it): 8-bit
+    moments, the update fused into backward, activations recomputed."""
+    backend = next(b for b in ("c", "numba", "numpy") if b in BACKENDS)
+    cfg = ModelConfig.preset(size)
+    model = Model(cfg, seed=0, backend=backend, recompute=True, fused_update=True)
+    opt = AdamW(model, lr=1e-4, state="q8")
+    x, y = _batch(cfg)
+    loss0, _ = opt.fused_step(x, y, lr=0.0)  # check: a sane loss before timing
+    assert abs(loss0 - np.log(cfg.vocab_size)) < 0.5
+    record(f"step:{size}", f"train step B{B} T{T}", f"{backend} lean", lambda: opt.fused_step(x, y, max_grad_norm=1.0),
+           B * T, "tokens", rounds=ROUNDS[size])
 
 
 class _NoKernels:

@@ -319,8 +319,8 @@ def _resume_args(args, given: dict, header: dict, path: Path):
             raise UserError(f"--resume continues the run in {path.parent} with its own settings: {flag} "
                             f"was {saved[k]!r} there, not {v!r}; leave it out (only "
                             f"{', '.join('--' + r.replace('_', '-') for r in RESUMABLE)} may change)")
-    merged = {**vars(args), **{k: v for k, v in saved.items() if k not in RESUMABLE}}
-    merged.update({k: getattr(args, k) for k in RESUMABLE})
+    # the saved settings, except the changeable ones this command names
+    merged = {**vars(args), **{k: v for k, v in saved.items() if k not in RESUMABLE or k not in given}}
     merged.update(resume=True, out=args.out, overwrite=False)
     return argparse.Namespace(**merged)
 

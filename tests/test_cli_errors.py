@@ -312,3 +312,16 @@ def test_a_container_memory_limit_lowers_what_is_available(tmp_path, monkeypatch
     assert train.available_memory_bytes() == 2 * 2**30
     limit.write_text("max\n")
     assert train.available_memory_bytes() > 0  # no limit: MemAvailable alone
+
+
+def test_resume_keeps_the_saved_value_of_a_changeable_flag_not_given_again(tmp_path):
+    from codette_np import train as tr
+
+    ap = tr.build_parser()
+    argv = ["--out", str(tmp_path), "--resume", "--max-steps", "7"]
+    args = ap.parse_args(argv)
+    header = {"args": {**vars(ap.parse_args([])), "max_steps": 3, "eval_tool_samples": 0, "eval_rows": 2,
+                       "seq_len": 32}}
+    merged = tr._resume_args(args, tr.given_flags(ap, argv), header, tmp_path / "last.ckpt")
+    assert merged.max_steps == 7  # given again: this command's
+    assert merged.eval_tool_samples == 0 and merged.eval_rows == 2 and merged.seq_len == 32  # the run's own
