@@ -90,6 +90,10 @@ def is_grounded(text: str, needed: list[str]) -> bool:
     return all(v in spelled or tools.to_json(v)[1:-1] in spelled for v in needed)
 
 
+class EvaluationStopped(Exception):
+    """Raised inside Evaluator.run when its `stop()` says so (a signal asked the run to stop)."""
+
+
 class Evaluator:
     def __init__(self, model, tok, val_examples, T, batch_size=8, max_rows_per_category=64,
                  tool_samples=100, max_new_tokens=160, train_on="all", packing="stream"):
@@ -117,6 +121,7 @@ class Evaluator:
                     continue
                 self.tool_cases.append(case)
         self.max_new_tokens = max_new_tokens
+        self.stop = lambda: False  # checked between rows and between requests
         self.end_id = tok.marker_ids["<|end|>"]
         self._gen = None  # one KV cache for every generation, made on first use
 
@@ -140,6 +145,8 @@ class Evaluator:
         row's logits (T, V) at a time, so evaluation needs no more memory than one row."""
         tot, correct, n = 0.0, 0, 0
         for r0 in range(0, x.shape[0], self.B):
+            if self.stop():
+                raise EvaluationStopped
             xb, yb = x[r0:r0 + self.B], y[r0:r0 + self.B]
             if len(xb) < self.B:  # pad the last batch: the training buffers serve, none are added
                 pad = self.B - len(xb)
@@ -186,6 +193,8 @@ class Evaluator:
         model (the engine here; llama.cpp through the GGUF in the tests)."""
         rows = []
         for c in self.tool_cases:
+            if self.stop():
+                raise EvaluationStopped
             text = complete(c["call_ids"])
             valid = tools.is_valid_tool_call(text, expected_name=c["tool"])
             answer = complete(c["answer_ids"]) if c["key"] is not None else None

@@ -481,6 +481,7 @@ def run(args, given: dict | None = None) -> int:
     log.say(f"backend: {model.backend_name}; threads: {os.environ.get('OMP_NUM_THREADS', 'all')}")
     evaluator = E.Evaluator(model, tok, val_ex, T, batch_size=B, train_on=args.train_on, packing=args.packing,
                             tool_samples=args.eval_tool_samples, max_rows_per_category=args.eval_rows)
+    evaluator.stop = lambda: stop["sig"] is not None
 
     def save(path, kind):
         header = {"format": CKPT_FORMAT, "kind": kind, "step": step, "tokens_seen": tokens_seen,
@@ -521,7 +522,10 @@ def run(args, given: dict | None = None) -> int:
     def do_eval():
         nonlocal best_val
         t_e = time.time()
-        res = evaluator.run()
+        try:
+            res = evaluator.run()
+        except E.EvaluationStopped:  # a signal: the caller saves and stops
+            return None
         rec = {"step": step, "kind": "eval", **res, "seconds": round(time.time() - t_e, 2)}
         log.record(rec)
         log.say(E.format_report(res, step))

@@ -274,6 +274,8 @@ def test_ctrl_c_during_the_final_evaluation_is_not_swallowed(tmp_path, monkeypat
     assert code == 128 + signal.SIGINT
     assert "during the final evaluation" in io.out
     assert (out / "last.ckpt").is_file() and not list(out.glob("*.gguf"))
+    # the evaluation stops at its next row or request instead of running to its end
+    assert '"kind": "eval"' not in (out / "metrics.jsonl").read_text()
 
 
 @pytest.mark.parametrize("case", ["samples-0", "backend-env", "data-out-dir", "export-onto-input",
