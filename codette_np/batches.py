@@ -32,6 +32,13 @@ def encode_example(tok, example: dict, train_on: str = "assistant") -> tuple[lis
     return ids, [True] * len(ids)
 
 
+def _with_ends(mask) -> list[bool]:
+    """An example's mask with its BOS and EOS: BOS is never a target; EOS is trained when all
+    of the example is."""
+    m = [bool(b) for b in mask]
+    return [False, *m, bool(m) and all(m)]
+
+
 def _stream(lists, first, last, seed: int, dtype) -> np.ndarray:
     """Concatenate `first, *lists[i], last` over the seeded order of the examples."""
     order = np.random.default_rng([seed, 0xC0DE]).permutation(len(lists))
@@ -95,8 +102,7 @@ def pack_whole(token_lists, masks, bos_id: int, eos_id: int, T: int, seed: int =
         row, kept = [], []
         for i in members:
             row += [bos_id, *token_lists[i], eos_id]
-            m = [bool(b) for b in masks[i]]
-            kept += [False, *m, bool(m) and all(m)]
+            kept += _with_ends(masks[i])
         rows.append(row + [eos_id] * room)
         keep.append(kept + [False] * room)
     x = np.array(rows, dtype=np.int32).reshape(-1, T + 1)
@@ -137,8 +143,7 @@ def eval_rows(token_lists, bos_id: int, eos_id: int, T: int, masks=None):
         if masks is None:
             keep += [True] * (len(ids) + 2)
         else:
-            m = [bool(b) for b in masks[k]]
-            keep += [False, *m, bool(len(m)) and all(m)]  # as pack_masks
+            keep += _with_ends(masks[k])
     stream = np.asarray(stream, dtype=np.int32)
     keep = np.asarray(keep, dtype=bool)
     n_targets = len(stream) - 1

@@ -335,11 +335,19 @@ def grad_norm_sq(grads):
     return grads.shape[0]
 
 
-def _adamw_common(name, params, grads, named_state, decay, step):
+from codette_np.kernels.ref import Q8_BLOCK  # noqa: E402  (the one definition)
+
+
+def _adamw(name, params, grads, decay, step, states):
+    """The checks every AdamW kernel shares. states: (name, array, dtype, length) with length
+    "n" (one per parameter) or "blocks" (one per Q8_BLOCK); returns n."""
     array("params", params, out=True, ndim=1)
     n = params.shape[0]
     array("grads", grads, (n,))
-    named = (("params", params), ("grads", grads), *named_state)
+    lengths = {"n": n, "blocks": -(-n // Q8_BLOCK)}
+    for s_name, a, dtype, length in states:
+        array(s_name, a, (lengths[length],), out=True, dtype=dtype)
+    named = (("params", params), ("grads", grads), *((s_name, a) for s_name, a, _, _ in states))
     for i, (a_name, a) in enumerate(named):
         for b_name, b in named[i + 1:]:
             no_overlap(a_name, a, b_name, b, allow_same=False)
@@ -351,35 +359,22 @@ def _adamw_common(name, params, grads, named_state, decay, step):
 
 
 def adamw_step(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay, step, grad_scale):
-    n = params.shape[0] if isinstance(params, np.ndarray) and params.ndim == 1 else None
-    array("m", m, None if n is None else (n,), out=True)
-    array("v", v, None if n is None else (n,), out=True)
-    return _adamw_common("adamw_step", params, grads, (("m", m), ("v", v)), decay, step)
+    return _adamw("adamw_step", params, grads, decay, step, (("m", m, F32, "n"), ("v", v, F32, "n")))
 
 
 def adamw_step_bf16(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay, step, grad_scale,
                     seed, offset):
-    n = params.shape[0] if isinstance(params, np.ndarray) and params.ndim == 1 else None
-    array("m", m, None if n is None else (n,), out=True, dtype=np.uint16)
-    array("v", v, None if n is None else (n,), out=True, dtype=np.uint16)
     _seed_offset("adamw_step_bf16", seed, offset)
-    return _adamw_common("adamw_step_bf16", params, grads, (("m", m), ("v", v)), decay, step)
-
-
-from codette_np.kernels.ref import Q8_BLOCK  # noqa: E402  (the one definition)
+    return _adamw("adamw_step_bf16", params, grads, decay, step,
+                  (("m", m, np.uint16, "n"), ("v", v, np.uint16, "n")))
 
 
 def adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps, weight_decay,
                   step, grad_scale, seed, offset):
-    n = params.shape[0] if isinstance(params, np.ndarray) and params.ndim == 1 else None
-    nb = None if n is None else -(-n // Q8_BLOCK)
-    array("m", m, None if n is None else (n,), out=True, dtype=np.uint8)
-    array("v", v, None if n is None else (n,), out=True, dtype=np.uint8)
-    array("m_absmax", m_absmax, None if nb is None else (nb,), out=True)
-    array("v_absmax", v_absmax, None if nb is None else (nb,), out=True)
     _seed_offset("adamw_step_q8", seed, offset)
-    return _adamw_common("adamw_step_q8", params, grads,
-                         (("m", m), ("v", v), ("m_absmax", m_absmax), ("v_absmax", v_absmax)), decay, step)
+    return _adamw("adamw_step_q8", params, grads, decay, step,
+                  (("m", m, np.uint8, "n"), ("v", v, np.uint8, "n"),
+                   ("m_absmax", m_absmax, F32, "blocks"), ("v_absmax", v_absmax, F32, "blocks")))
 
 
 def _seed_offset(name, seed, offset):
