@@ -27,6 +27,8 @@ import math
 
 import numpy as np
 
+from codette_np.kernels.ref import Q8_BLOCK  # elements per absmax scale of the "q8" format
+
 
 def lr_schedule(step: int, max_lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:
     """Learning rate for optimizer step `step` (0-based).
@@ -56,20 +58,17 @@ def _check_clip(max_grad_norm):
 
 STATES = ("fp32", "bf16", "q8")
 SMALL_TENSOR = 4096  # tensors with fewer elements keep float32 moments in every format
-Q8_BLOCK = 256  # elements per absmax scale of the "q8" format (as the kernels)
+
+
+def _kind(state: str, n: int) -> str:
+    """The moment format of a tensor of n elements in an optimizer of format `state`."""
+    return "fp32" if n < SMALL_TENSOR else state
 
 
 def state_bytes_per_param(state: str, layout) -> float:
     """Bytes of optimizer state per parameter of `layout` in format `state`."""
-    return sum(_slot_bytes(state, s.size) for s in layout.slots) / layout.n_params
-
-
-def _slot_bytes(state: str, n: int) -> float:
-    if state == "fp32" or n < SMALL_TENSOR:
-        return 8 * n
-    if state == "bf16":
-        return 4 * n
-    return 2 * n + 8 * -(-n // Q8_BLOCK)
+    per = {"fp32": lambda n: 8 * n, "bf16": lambda n: 4 * n, "q8": lambda n: 2 * n + 8 * -(-n // Q8_BLOCK)}
+    return sum(per[_kind(state, s.size)](s.size) for s in layout.slots) / layout.n_params
 
 
 class AdamW:
@@ -97,7 +96,7 @@ class AdamW:
         self._plan = []
         n32 = nlow = nblk = 0
         for sl in model.layout.slots:
-            if state == "fp32" or sl.size < SMALL_TENSOR:
+            if _kind(state, sl.size) == "fp32":
                 self._plan.append((sl, "fp32", n32, 0))
                 n32 += sl.size
             else:

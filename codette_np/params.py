@@ -83,16 +83,3 @@ class ParamLayout:
         b = self.by_name[f"blk.{layer}.attn_q.bias"].offset
         return {"qkv.weight": flat[w:w + 3 * C * C].reshape(3 * C, C),
                 "qkv.bias": flat[b:b + 3 * C]}
-
-    def decay_mask(self) -> np.ndarray:
-        """uint8 per element of the flat buffer: 1 where weight decay applies.
-
-        Policy: decoupled weight decay applies to matrices (ndim 2: every
-        projection and the tied embedding) and never to biases or norm
-        parameters.
-        """
-        m = np.zeros(self.total, dtype=np.uint8)
-        for s in self.slots:
-            if len(s.shape) == 2:
-                m[s.offset:s.offset + s.size] = 1
-        return m
