@@ -67,18 +67,17 @@ def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = 
     state = STATE_OF_PLAN[memory]
     opt = round(state_bytes_per_param(state, layout) * P)
     fmt = {"fp32": "fp32", "q8": "8-bit blockwise"}[state]
-    recompute = memory == "lean"
-    act = _act_bytes(cfg, B, T, "float32", recompute)
+    lean = memory == "lean"  # recompute, fused update, 8-bit moments
+    act = _act_bytes(cfg, B, T, "float32", recompute=lean)
     # evaluation: one batch's logits (B, T, V) and the generation's key/value cache (L, ctx, 2C)
     evaluation = 4 * B * T * cfg.vocab_size + 4 * cfg.n_layer * cfg.context_length * 2 * cfg.d_model
-    lean = memory == "lean"
     if lean:  # one layer's gradients, plus the embedding's and the final norm's
-        grads, gwhat = 4 * (sum(s.size for s in layout.slots if s.name.startswith("blk.0.")) +
-                            sum(s.size for s in layout.slots if not s.name.startswith("blk."))), \
-            "gradients fp32 (one layer + embedding)"
+        edges = sum(s.size for s in layout.slots if not s.name.startswith("blk."))
+        grads, gwhat = 4 * (layout.layer_span()[1] + edges), "gradients fp32 (one layer + embedding)"
     else:
         grads, gwhat = 4 * P, "gradients fp32"
     buffers = (("weights fp32", 4 * P), (gwhat, grads), (f"AdamW moments {fmt}", opt),
-               (f"activations{' (recomputed)' if recompute else ''} and scratch ({B} x {T})", act), ("evaluation (logits, KV cache)", evaluation),
+               (f"activations{' (recomputed)' if lean else ''} and scratch ({B} x {T})", act),
+               ("evaluation (logits, KV cache)", evaluation),
                ("runtime (interpreter, libraries, data)", RUNTIME_BYTES))
-    return Plan(memory, state, recompute, lean, P, buffers)
+    return Plan(memory, state, lean, lean, P, buffers)

@@ -146,8 +146,7 @@ class Model:
         """Gradient views for fused_update: every layer's tensors share one layer-sized buffer
         (at their offsets relative to the layer), the edge tensors have their own."""
         L = self.cfg.n_layer
-        first = [s for s in self.layout.slots if s.name.startswith("blk.0.")]
-        base, size = first[0].offset, sum(s.size for s in first)
+        base, size = self.layout.layer_span()
         self._layer_grad = np.zeros(size, dtype=self.dtype)  # one layer's gradients, reused
         g = {}
         for s in self.layout.slots:

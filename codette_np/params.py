@@ -83,3 +83,9 @@ class ParamLayout:
         b = self.by_name[f"blk.{layer}.attn_q.bias"].offset
         return {"qkv.weight": flat[w:w + 3 * C * C].reshape(3 * C, C),
                 "qkv.bias": flat[b:b + 3 * C]}
+
+    def layer_span(self) -> tuple[int, int]:
+        """(offset of layer 0's first tensor, elements per layer): layer l's tensors fill
+        [offset + l * size, offset + (l + 1) * size) of the flat buffer, in the same order."""
+        first = [s for s in self.slots if s.name.startswith("blk.0.")]
+        return first[0].offset, sum(s.size for s in first)
