@@ -225,6 +225,11 @@ def resolve(path) -> Path:
     return p
 
 
+def model_blobs(model) -> dict:
+    """The checkpoint blobs of a model's weights: its float32 store, and its bf16 one if any."""
+    return {"params": model.params, **({"params_bf16": model.params_bf16} if model.weights == "bf16" else {})}
+
+
 def load_model_and_tokenizer(path, backend: str | None = None):
     """(model, tokenizer, header) from a .ckpt file or a run directory (best, else last)."""
     from codette_np.config import ModelConfig
@@ -232,8 +237,10 @@ def load_model_and_tokenizer(path, backend: str | None = None):
     from codette_np.tokenizer import Tokenizer
 
     path = resolve(path)
-    cfg = ModelConfig.from_dict(read_header(path)["config"])
-    model = Model(cfg, init=False, backend=backend, fused_update=True)  # for inference: no full gradient buffer
-    header, blobs = load_checkpoint(path, into={"params": model.params})
+    head = read_header(path)
+    cfg = ModelConfig.from_dict(head["config"])
+    # for inference: no full gradient buffer; the weights in the format they were trained in
+    model = Model(cfg, init=False, backend=backend, fused_update=True, weights=head.get("weights", "fp32"))
+    header, blobs = load_checkpoint(path, into=model_blobs(model))
     tok = Tokenizer.from_proto(blobs["tokenizer"].tobytes())
     return model, tok, header

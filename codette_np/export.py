@@ -80,8 +80,8 @@ def load_gguf_model(path, backend: str | None = None):
     if tok is not None and tok.vocab_size != cfg.vocab_size:
         raise ValueError(f"{path}: tokenizer has {tok.vocab_size} pieces, the model {cfg.vocab_size} rows")
     model = Model(cfg, init=False, backend=backend, fused_update=True)  # no full gradient buffer
-    for name, view in model.named_parameters():
-        view[...] = params[name]
+    for name in model.parameters_f32():
+        model.set_parameter(name, params[name])
     meta = dict(meta)
     meta["tokenizer"] = {k: v for k, v in tok_info.items() if k not in ("tokens", "scores", "token_types")}
     return model, tok, meta
@@ -149,7 +149,7 @@ def export_checkpoint(checkpoint, out=None, dtype: str = "f16", name: str | None
     provenance = {"steps": header.get("step"), "tokens_seen": header.get("tokens_seen"),
                   "val_loss": header.get("best_val")}
     try:
-        types = gguf_io.write_gguf(out, cfg, dict(model.named_parameters()), tok, dtype=dtype,
+        types = gguf_io.write_gguf(out, cfg, model.parameters_f32(), tok, dtype=dtype,
                                    provenance=provenance, name=name)
     except ValueError as e:
         raise ExportError(f"cannot export {ckpt}: {e}") from None

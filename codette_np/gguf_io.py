@@ -178,12 +178,11 @@ def _atomic_write(path: str, write) -> None:
 
 # --------------------------------------------------------------------------- validation
 
-def check_params(cfg: ModelConfig, params: dict) -> dict[str, np.ndarray]:
-    """Exactly the tensors of param_layout(cfg), right shapes, finite -> float32 arrays.
-
-    Contiguous float32 inputs are used as they are (no copy); others are
-    converted. Raises ValueError naming the first offending tensor.
-    """
+def check_params(cfg: ModelConfig, params) -> None:
+    """Exactly the tensors of param_layout(cfg), right shapes, finite; else ValueError naming
+    the first offending tensor. `params` maps names to float arrays; they are fetched one at a
+    time, so a lazy mapping (Model.parameters_f32(), which decodes bf16 tensors on access) is
+    never held whole in float32."""
     layout = param_layout(cfg)
     names = [n for n, _ in layout]
     missing = [n for n in names if n not in params]
@@ -192,19 +191,23 @@ def check_params(cfg: ModelConfig, params: dict) -> dict[str, np.ndarray]:
     extra = sorted(set(params) - set(names))
     if extra:
         raise ValueError(f"unexpected tensor {extra[0]!r} (not in the {ARCH} layout for this config)")
-    out = {}
     for name, shape in layout:
-        a = np.asarray(params[name])
-        if not np.issubdtype(a.dtype, np.floating):
-            raise ValueError(f"tensor {name!r} has dtype {a.dtype}, expected a float array")
-        if a.shape != tuple(shape):
-            raise ValueError(f"tensor {name!r} has shape {a.shape}, expected {tuple(shape)}")
-        with np.errstate(over="ignore"):
-            a32 = np.ascontiguousarray(a, dtype=np.float32)
-        if not np.isfinite(a32).all():
-            raise ValueError(f"tensor {name!r} has non-finite values (as float32)")
-        out[name] = a32
-    return out
+        as_float32(name, params[name], shape)
+
+
+def as_float32(name: str, a, shape) -> np.ndarray:
+    """Tensor `name` as a contiguous float32 array of `shape` (no copy when it is one already),
+    finite; else ValueError."""
+    a = np.asarray(a)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"tensor {name!r} has dtype {a.dtype}, expected a float array")
+    if a.shape != tuple(shape):
+        raise ValueError(f"tensor {name!r} has shape {a.shape}, expected {tuple(shape)}")
+    with np.errstate(over="ignore"):
+        a32 = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.isfinite(a32).all():
+        raise ValueError(f"tensor {name!r} has non-finite values (as float32)")
+    return a32
 
 
 def tokenizer_fields(tokenizer, cfg: ModelConfig) -> dict:
@@ -322,7 +325,7 @@ def write_gguf(path, cfg: ModelConfig, params: dict, tokenizer, dtype: str = "f1
     quant.ggml_type(dtype)  # validates the name
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
-    arrays = check_params(cfg, params)
+    check_params(cfg, params)
     tok = tokenizer_fields(tokenizer, cfg)
     prov = _provenance_items(provenance)
     if not any(key == PRESET_KEY for key, *_ in prov):
@@ -377,8 +380,8 @@ def write_gguf(path, cfg: ModelConfig, params: dict, tokenizer, dtype: str = "f1
             w.write_header_to_file()
             w.write_kv_data_to_file()
             w.write_ti_data_to_file()
-            for tname, _ in layout:  # one encoded tensor in memory at a time
-                w.write_tensor_data(quant.quantize(arrays[tname], types[tname]))
+            for tname, shape in layout:  # one tensor (and its encoding) in memory at a time
+                w.write_tensor_data(quant.quantize(as_float32(tname, params[tname], shape), types[tname]))
             w.flush()
         finally:
             w.close()

@@ -2,12 +2,15 @@
 
 Two plans:
 - "fp32": float32 weights, gradients and AdamW moments (16 bytes per parameter);
-- "lean": float32 weights and gradients, AdamW moments as 8-bit blockwise codes
-  (optim.AdamW state "q8", about 2.05 bytes per parameter: 10 in all), and
-  activations recomputed layer by layer in backward (Model(recompute=True):
-  only each layer's input is kept, for about a third more compute), and the
-  update fused into backward (Model(fused_update=True), AdamW.fused_step):
-  only one layer's gradients, and the tied embedding's, exist at once.
+- "lean": the blocks' matrices stored as bf16 (Model(weights="bf16"), updated
+  in float32 and stored back with stochastic rounding; the embedding and 1-D
+  tensors stay float32, and one layer is decoded to float32 at a time), AdamW
+  moments as 8-bit blockwise codes (optim.AdamW state "q8", about 2.05 bytes
+  per parameter), activations recomputed layer by layer in backward
+  (Model(recompute=True): only each layer's input is kept, for about a third
+  more compute), and the update fused into backward (Model(fused_update=True),
+  AdamW.fused_step): only one layer's gradients, and the tied embedding's,
+  exist at once. About 4 bytes per parameter in all.
 "auto" is the fp32 plan when it fits in the available memory, else the lean one.
 Activations (model.Model.activation_bytes), evaluation's buffers and a fixed
 allowance for the interpreter, the libraries and the tokenized data come on top.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from codette_np.optim import state_bytes_per_param
+from codette_np.optim import WEIGHT_CHUNK, state_bytes_per_param
 from codette_np.params import ParamLayout
 
 MEMORY_PLANS = ("auto", "fp32", "lean")
@@ -35,6 +38,7 @@ class Plan:
     optimizer_state: str  # optim.AdamW state format
     recompute: bool  # Model(recompute=...): activations recomputed in backward
     fused_update: bool  # Model(fused_update=...): each layer updated as its gradients complete
+    weights: str  # Model(weights=...): "fp32" or "bf16"
     n_params: int
     buffers: tuple  # ((what, bytes), ...)
 
@@ -53,8 +57,10 @@ class Plan:
         return "\n".join(lines)
 
 
-def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = None) -> "Plan":
-    """The plan `memory` ("auto", "fp32" or "lean") for a model of `cfg` trained on B x T."""
+def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = None,
+             weights: str | None = None) -> "Plan":
+    """The plan `memory` ("auto", "fp32" or "lean") for a model of `cfg` trained on B x T;
+    weights overrides the plan's weight format (a run resumed from a checkpoint keeps its own)."""
     if memory not in MEMORY_PLANS:
         raise ValueError(f"memory must be one of {MEMORY_PLANS}, not {memory!r}")
     if memory == "auto":
@@ -76,8 +82,15 @@ def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = 
         grads, gwhat = 4 * (layout.layer_span()[1] + edges), "gradients fp32 (one layer + embedding)"
     else:
         grads, gwhat = 4 * P, "gradients fp32"
-    buffers = (("weights fp32", 4 * P), (gwhat, grads), (f"AdamW moments {fmt}", opt),
+    weights = weights or ("bf16" if lean else "fp32")
+    if weights == "bf16":
+        _, n32, n16 = layout.stores("bf16")
+        wbufs = (("weights: blocks' matrices bf16, the rest fp32", 2 * n16 + 4 * n32),
+                 ("one layer decoded to fp32, the update's chunk", 4 * (layout.layer_span()[1] + WEIGHT_CHUNK)))
+    else:
+        wbufs = (("weights fp32", 4 * P),)
+    buffers = (*wbufs, (gwhat, grads), (f"AdamW moments {fmt}", opt),
                (f"activations{' (recomputed)' if lean else ''} and scratch ({B} x {T})", act),
                ("evaluation (logits, KV cache)", evaluation),
                ("runtime (interpreter, libraries, data)", RUNTIME_BYTES))
-    return Plan(memory, state, lean, lean, P, buffers)
+    return Plan(memory, state, lean, lean, weights, P, buffers)

@@ -16,11 +16,13 @@ matrix products go through numpy's BLAS into preallocated buffers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from codette_np import backend as _backend
 from codette_np.config import ModelConfig
-from codette_np.params import ParamLayout
+from codette_np.params import BLOCK_TENSOR_NAMES, WEIGHT_FORMATS, ParamLayout
 
 HEAD_CHUNK_BYTES = 64 << 20  # the LM head + cross-entropy runs over row chunks of at most this many logit bytes
 
@@ -91,21 +93,44 @@ class Model:
     Model(cfg, seed=0, dtype=np.float32, backend=None). `backend` names the
     kernel backend ("c", "numba", "numpy"); None uses CODETTE_BACKEND or the
     best available. float64 models always use the NumPy reference.
+
+    weights="bf16" stores the blocks' matrices as bf16 (2 bytes per parameter,
+    params.stored_bf16): each layer's are decoded to float32 into one
+    layer-sized buffer for its products, and the optimizer updates them in
+    float32 and stores them back with stochastic rounding. The embedding and
+    the 1-D tensors stay float32 (in `params`; the bf16 bits in `params_bf16`).
     """
 
     def __init__(self, cfg: ModelConfig, seed: int = 0, dtype=np.float32, backend: str | None = None,
-                 init: bool = True, recompute: bool = False, fused_update: bool = False):
+                 init: bool = True, recompute: bool = False, fused_update: bool = False,
+                 weights: str = "fp32"):
         if not isinstance(cfg, ModelConfig):
             raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
         self.cfg = cfg
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        if weights not in WEIGHT_FORMATS:
+            raise ValueError(f"weights must be one of {WEIGHT_FORMATS}, not {weights!r}")
+        if weights == "bf16" and self.dtype != np.float32:
+            raise ValueError("weights='bf16' needs dtype float32 (the products run in float32)")
+        self.weights = weights
         self.layout = ParamLayout(cfg)
         self.kernels = _backend.get(backend, dtype=self.dtype)
-        self.params = np.zeros(self.layout.total, dtype=self.dtype)  # (P,) all weights
-        self._p = self.layout.views(self.params)
-        self._pf = [self.layout.fused(self.params, i) for i in range(cfg.n_layer)]
+        where, n32, n16 = self.layout.stores(weights)
+        self.params = np.zeros(n32, dtype=self.dtype)  # (P32,) the float32 tensors: all with weights="fp32"
+        self.params_bf16 = np.zeros(n16, dtype=np.uint16)  # (P16,) bf16 bits of the blocks' matrices
+        self._flat = {}  # name -> its flat view in its store
+        for sl in self.layout.slots:
+            store, off = where[sl.name]
+            self._flat[sl.name] = (self.params if store == "fp32" else self.params_bf16)[off:off + sl.size]
+        self._p = {sl.name: self._flat[sl.name].reshape(sl.shape) for sl in self.layout.slots}
+        if weights == "fp32":  # each layer's weights by suffix: views of the store
+            self._lw = [{**{sfx: self._p[f"blk.{l}.{sfx}"] for sfx in BLOCK_TENSOR_NAMES},
+                         **self.layout.fused(self.params, l)} for l in range(cfg.n_layer)]
+        else:  # one layer's weights decoded to float32, reused by every layer
+            self._layer_f32 = np.zeros(self.layout.layer_span()[1], dtype=np.float32)
+            self._lw_f32, self._lw_f32_flat = self._layer_buffer_views(self._layer_f32)
         # fused_update: no full gradient buffer; the optimizer updates each layer as soon as its
         # gradients are complete (forward_backward's on_grads), so one layer's gradients, and
         # the tied embedding's and the final norm's (complete only at the ends), exist at once
@@ -137,32 +162,76 @@ class Model:
         return self.layout.n_params
 
     def named_parameters(self):
+        """(name, view of its store): float arrays, or uint16 bf16 bits for the tensors a
+        weights="bf16" model stores as bf16 (parameters_f32() decodes those)."""
         return self._p.items()
 
     def named_grads(self):
         return self._g.items()
 
+    def _layer_buffer_views(self, buf):
+        """Views of a layer-sized buffer (the layout of layer 0's span): ({suffix: shaped view,
+        "qkv.weight": (3C, C), "qkv.bias": (3C,)}, {suffix: flat view})."""
+        base = self.layout.layer_span()[0]
+        flat = {}
+        for sfx in BLOCK_TENSOR_NAMES:
+            s = self.layout.by_name[f"blk.0.{sfx}"]
+            flat[sfx] = buf[s.offset - base:s.offset - base + s.size]
+        shaped = {sfx: flat[sfx].reshape(self.layout.by_name[f"blk.0.{sfx}"].shape) for sfx in flat}
+        C = self.cfg.d_model  # q, k and v are adjacent, in the flat layout as in the buffer
+        wo = self.layout.by_name["blk.0.attn_q.weight"].offset - base
+        bo = self.layout.by_name["blk.0.attn_q.bias"].offset - base
+        shaped["qkv.weight"] = buf[wo:wo + 3 * C * C].reshape(3 * C, C)
+        shaped["qkv.bias"] = buf[bo:bo + 3 * C]
+        return shaped, flat
+
     def _layer_grad_views(self):
         """Gradient views for fused_update: every layer's tensors share one layer-sized buffer
         (at their offsets relative to the layer), the edge tensors have their own."""
         L = self.cfg.n_layer
-        base, size = self.layout.layer_span()
-        self._layer_grad = np.zeros(size, dtype=self.dtype)  # one layer's gradients, reused
+        self._layer_grad = np.zeros(self.layout.layer_span()[1], dtype=self.dtype)  # one layer's, reused
+        views, _ = self._layer_buffer_views(self._layer_grad)
         g = {}
         for s in self.layout.slots:
             if s.name.startswith("blk."):
-                l = int(s.name.split(".")[1])
-                rel = s.offset - (base + l * size)
-                g[s.name] = self._layer_grad[rel:rel + s.size].reshape(s.shape)
+                g[s.name] = views[s.name.split(".", 2)[2]]
             else:
                 g[s.name] = np.zeros(s.shape, dtype=self.dtype)
-        # every layer's tensors sit at layer 0's offsets relative to their layer: one set of fused views
-        C = self.cfg.d_model
-        wo = self.layout.by_name["blk.0.attn_q.weight"].offset - base
-        bo = self.layout.by_name["blk.0.attn_q.bias"].offset - base
-        qkv = {"qkv.weight": self._layer_grad[wo:wo + 3 * C * C].reshape(3 * C, C),
-               "qkv.bias": self._layer_grad[bo:bo + 3 * C]}
+        qkv = {"qkv.weight": views["qkv.weight"], "qkv.bias": views["qkv.bias"]}
         return g, [qkv] * L
+
+    def _layer_weights(self, l: int) -> dict:
+        """Layer l's weights as float32 arrays by suffix, with the fused "qkv.weight" (3C, C) and
+        "qkv.bias" (3C,): views of the store with fp32 weights; with bf16 weights, decoded into
+        the one layer-sized buffer (valid until the next call)."""
+        if self.weights == "fp32":
+            return self._lw[l]
+        for sfx, dst in self._lw_f32_flat.items():
+            src = self._flat[f"blk.{l}.{sfx}"]
+            if src.dtype == np.uint16:
+                self.kernels.bf16_to_f32(dst, src)
+            else:
+                np.copyto(dst, src)
+        return self._lw_f32
+
+    def stored(self, name: str) -> np.ndarray:
+        """Tensor `name` as a flat view of its store: float32, or uint16 bf16 bits."""
+        return self._flat[name]
+
+    def parameters_f32(self) -> Mapping:
+        """name -> float32 array of every tensor: views of the store, or, for bf16-stored
+        tensors, a decoded copy made on access (so a whole-model float32 copy never exists)."""
+        return _Float32Weights(self)
+
+    def set_parameter(self, name: str, values):
+        """Write tensor `name` from float values (rounded to the nearest bf16 where stored bf16)."""
+        from codette_np.kernels.ref import bf16_round_nearest
+
+        dst = self._p[name]
+        values = np.asarray(values)
+        if values.shape != dst.shape:
+            raise ValueError(f"{name} has shape {dst.shape}, got values of shape {values.shape}")
+        dst[...] = bf16_round_nearest(values) if dst.dtype == np.uint16 else values
 
     def grad_groups(self) -> list[list[str]]:
         """The tensors whose gradients forward_backward completes together, in the order it
@@ -187,7 +256,7 @@ class Model:
                 w = rng.standard_normal(p.shape, dtype=np.float32) * np.float32(0.02)
                 if name.endswith(("attn_output.weight", "ffn_down.weight")):
                     w *= np.float32(resid_scale)
-                p[:] = w
+                self.set_parameter(name, w)
             elif name.endswith("norm.weight"):
                 p[:] = 1.0
             else:
@@ -233,35 +302,36 @@ class Model:
 
     # -- forward ---------------------------------------------------------------
 
-    def _layer_forward(self, a: Activations, l: int, B: int, T: int, write_out: bool = True):
+    def _layer_forward(self, a: Activations, l: int, B: int, T: int, write_out: bool = True, w=None):
         """Layer l from a.resid[l]: its activations into slot l (slot 0 when one layer's buffers
-        are kept), and, with write_out, the layer's output into a.resid[l + 1]."""
-        K, cfg, p = self.kernels, self.cfg, self._p
+        are kept), and, with write_out, the layer's output into a.resid[l + 1]. w: the layer's
+        weights (_layer_weights(l)) when the caller has them."""
+        K, cfg = self.kernels, self.cfg
         N, NH, hs = B * T, cfg.n_head, cfg.head_dim
         s = l if a.per_layer else 0
-        pf, pre = self._pf[l], f"blk.{l}."
+        w = self._layer_weights(l) if w is None else w
         x, ln1, qkv, att = a.resid[l], a.ln1[s], a.qkv[s], a.att[s]
         K.layernorm_forward(ln1, a.ln1_mean[s], a.ln1_rstd[s], x,
-                            p[pre + "attn_norm.weight"], p[pre + "attn_norm.bias"], cfg.norm_eps)
-        np.matmul(ln1, pf["qkv.weight"].T, out=qkv)  # (N, 3C)
-        K.bias_forward(qkv, pf["qkv.bias"])
+                            w["attn_norm.weight"], w["attn_norm.bias"], cfg.norm_eps)
+        np.matmul(ln1, w["qkv.weight"].T, out=qkv)  # (N, 3C)
+        K.bias_forward(qkv, w["qkv.bias"])
         q, k, v = _split_qkv(qkv, B, T, NH, hs)
         K.rope_forward(q, q, a.cos, a.sin)
         K.rope_forward(k, k, a.cos, a.sin)
         K.attention_forward(att.reshape(B, T, NH, hs), a.lse[s], q, k, v)
         mid = a.resid_mid[s]
-        np.matmul(att, p[pre + "attn_output.weight"].T, out=mid)
-        K.residual_forward(mid, x, mid, p[pre + "attn_output.bias"])
+        np.matmul(att, w["attn_output.weight"].T, out=mid)
+        K.residual_forward(mid, x, mid, w["attn_output.bias"])
         ln2 = a.ln2[s]
         K.layernorm_forward(ln2, a.ln2_mean[s], a.ln2_rstd[s], mid,
-                            p[pre + "ffn_norm.weight"], p[pre + "ffn_norm.bias"], cfg.norm_eps)
+                            w["ffn_norm.weight"], w["ffn_norm.bias"], cfg.norm_eps)
         up, ge = a.up[s], a.gelu[s]
-        np.matmul(ln2, p[pre + "ffn_up.weight"].T, out=up)  # (N, F)
-        K.bias_gelu_forward(ge, up, p[pre + "ffn_up.bias"])  # up += bias; ge = gelu(up)
+        np.matmul(ln2, w["ffn_up.weight"].T, out=up)  # (N, F)
+        K.bias_gelu_forward(ge, up, w["ffn_up.bias"])  # up += bias; ge = gelu(up)
         if write_out:
             out = a.resid[l + 1]
-            np.matmul(ge, p[pre + "ffn_down.weight"].T, out=out)
-            K.residual_forward(out, mid, out, p[pre + "ffn_down.bias"])
+            np.matmul(ge, w["ffn_down.weight"].T, out=out)
+            K.residual_forward(out, mid, out, w["ffn_down.bias"])
 
     def _blocks_forward(self, a: Activations, tokens):
         """Embedding and every layer; leaves the final LayerNorm output in a.lnf."""
@@ -317,11 +387,10 @@ class Model:
         masked = np.arange(S)[None, :] > (p0 + np.arange(n))[:, None]  # (n, S)
         scale = dt.type(1.0 / np.sqrt(hs))
         for l in range(cfg.n_layer):
-            pre, pf = f"blk.{l}.", self._pf[l]
-            K.layernorm_forward(h, mean, rstd, x, p[pre + "attn_norm.weight"], p[pre + "attn_norm.bias"],
-                                cfg.norm_eps)
-            np.matmul(h, pf["qkv.weight"].T, out=qkv)  # (n, 3C)
-            K.bias_forward(qkv, pf["qkv.bias"])
+            w = self._layer_weights(l)
+            K.layernorm_forward(h, mean, rstd, x, w["attn_norm.weight"], w["attn_norm.bias"], cfg.norm_eps)
+            np.matmul(h, w["qkv.weight"].T, out=qkv)  # (n, 3C)
+            K.bias_forward(qkv, w["qkv.bias"])
             q, k, v = _split_qkv(qkv, 1, n, NH, hs)  # (1, n, NH, hs) views
             K.rope_forward(q, q, cos, sin)
             K.rope_forward(k, k, cos, sin)
@@ -335,14 +404,13 @@ class Model:
             sc -= sc.max(axis=-1, keepdims=True)
             e = np.exp(sc)
             att[:] = ((e / e.sum(axis=-1, keepdims=True)) @ Vc).transpose(1, 0, 2).reshape(n, C)
-            np.matmul(att, p[pre + "attn_output.weight"].T, out=mid)
-            K.residual_forward(mid, x, mid, p[pre + "attn_output.bias"])  # mid = x + att Wo^T + bo
-            K.layernorm_forward(h, mean, rstd, mid, p[pre + "ffn_norm.weight"], p[pre + "ffn_norm.bias"],
-                                cfg.norm_eps)
-            np.matmul(h, p[pre + "ffn_up.weight"].T, out=up)
-            K.bias_gelu_forward(ge, up, p[pre + "ffn_up.bias"])
-            np.matmul(ge, p[pre + "ffn_down.weight"].T, out=x)
-            K.residual_forward(x, mid, x, p[pre + "ffn_down.bias"])  # x = mid + ge Wd^T + bd
+            np.matmul(att, w["attn_output.weight"].T, out=mid)
+            K.residual_forward(mid, x, mid, w["attn_output.bias"])  # mid = x + att Wo^T + bo
+            K.layernorm_forward(h, mean, rstd, mid, w["ffn_norm.weight"], w["ffn_norm.bias"], cfg.norm_eps)
+            np.matmul(h, w["ffn_up.weight"].T, out=up)
+            K.bias_gelu_forward(ge, up, w["ffn_up.bias"])
+            np.matmul(ge, w["ffn_down.weight"].T, out=x)
+            K.residual_forward(x, mid, x, w["ffn_down.bias"])  # x = mid + ge Wd^T + bd
         cache.pos = S
         K.layernorm_forward(h, mean, rstd, x, p["output_norm.weight"], p["output_norm.bias"], cfg.norm_eps)
         return h @ p["token_embd.weight"].T  # (n, V)
@@ -395,22 +463,23 @@ class Model:
             on_grads(groups[0])
         for l in reversed(range(cfg.n_layer)):
             pre = f"blk.{l}."
-            pf, gf = self._pf[l], self._gf[l]
+            gf = self._gf[l]
+            w = self._layer_weights(l)
             if a.recompute:  # this layer's activations again, from its saved input
-                self._layer_forward(a, l, B, T, write_out=False)
+                self._layer_forward(a, l, B, T, write_out=False, w=w)
             s = l if a.per_layer else 0
             # FFN: resid[l+1] = mid + gelu Wd^T + bd ; a.dresid holds d resid[l+1]
-            np.matmul(a.dresid, p[pre + "ffn_down.weight"], out=a.dff)  # (N, F)
+            np.matmul(a.dresid, w["ffn_down.weight"], out=a.dff)  # (N, F)
             np.matmul(a.dresid.T, a.gelu[s], out=g[pre + "ffn_down.weight"])  # (C, F)
             K.bias_backward(g[pre + "ffn_down.bias"], a.dresid)
             K.gelu_bias_backward(a.dup, g[pre + "ffn_up.bias"], a.dff, a.up[s])
-            np.matmul(a.dup, p[pre + "ffn_up.weight"], out=a.dln)  # (N, C)
+            np.matmul(a.dup, w["ffn_up.weight"], out=a.dln)  # (N, C)
             np.matmul(a.dup.T, a.ln2[s], out=g[pre + "ffn_up.weight"])  # (F, C)
             K.layernorm_backward_add(a.dresid, g[pre + "ffn_norm.weight"], g[pre + "ffn_norm.bias"],
-                                     a.dln, a.resid_mid[s], p[pre + "ffn_norm.weight"],
+                                     a.dln, a.resid_mid[s], w["ffn_norm.weight"],
                                      a.ln2_mean[s], a.ln2_rstd[s])  # now d resid_mid
             # attention: mid = resid[l] + att Wo^T + bo
-            np.matmul(a.dresid, p[pre + "attn_output.weight"], out=a.datt)  # (N, C)
+            np.matmul(a.dresid, w["attn_output.weight"], out=a.datt)  # (N, C)
             np.matmul(a.dresid.T, a.att[s], out=g[pre + "attn_output.weight"])
             K.bias_backward(g[pre + "attn_output.bias"], a.dresid)
             q, k, v = _split_qkv(a.qkv[s], B, T, NH, hs)
@@ -419,11 +488,11 @@ class Model:
                                  a.att[s].reshape(B, T, NH, hs), a.lse[s])
             K.rope_backward(dq, dq, a.cos, a.sin)
             K.rope_backward(dk, dk, a.cos, a.sin)
-            np.matmul(a.dqkv, pf["qkv.weight"], out=a.dln)  # (N, C)
+            np.matmul(a.dqkv, w["qkv.weight"], out=a.dln)  # (N, C)
             np.matmul(a.dqkv.T, a.ln1[s], out=gf["qkv.weight"])  # (3C, C)
             K.bias_backward(gf["qkv.bias"], a.dqkv)
             K.layernorm_backward_add(a.dresid, g[pre + "attn_norm.weight"], g[pre + "attn_norm.bias"],
-                                     a.dln, a.resid[l], p[pre + "attn_norm.weight"],
+                                     a.dln, a.resid[l], w["attn_norm.weight"],
                                      a.ln1_mean[s], a.ln1_rstd[s])  # now d resid[l]
             if on_grads is not None:  # layer l's gradients are complete
                 on_grads(groups[cfg.n_layer - l])
@@ -454,3 +523,27 @@ def _split_qkv(qkv, B, T, NH, hs):
     """(N, 3C) buffer -> q, k, v strided views (B, T, NH, hs)."""
     x = qkv.reshape(B, T, 3, NH, hs)  # qkv is contiguous: always a view
     return x[:, :, 0], x[:, :, 1], x[:, :, 2]
+
+
+class _Float32Weights(Mapping):
+    """Model.parameters_f32(): name -> float32 array, bf16-stored tensors decoded on access."""
+
+    def __init__(self, model: Model):
+        self._model = model
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        a = self._model._p[name]
+        if a.dtype != np.uint16:
+            return a
+        out = np.empty(a.shape, np.float32)
+        self._model.kernels.bf16_to_f32(out.reshape(-1), self._model._flat[name])
+        return out
+
+    def __contains__(self, name) -> bool:  # without decoding
+        return name in self._model._p
+
+    def __iter__(self):
+        return iter(self._model._p)
+
+    def __len__(self) -> int:
+        return len(self._model._p)

@@ -19,6 +19,10 @@ kernel (no float32 copy of them exists), with stochastic rounding whose bits
 are a pure function of (seed, step, element), so resume stays bit-exact.
 Tensors under SMALL_TENSOR elements (biases, LayerNorm) keep float32 moments
 in every format.
+
+Weights a Model(weights="bf16") stores as bf16 are decoded to float32 a chunk
+at a time, updated by the same kernels, and stored back with stochastic
+rounding (stream 2 of the same counter-based bits: f32_to_bf16_sr).
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ def _check_clip(max_grad_norm):
 
 
 STATES = ("fp32", "bf16", "q8")
+WEIGHT_CHUNK = 1 << 18  # bf16 weights are updated this many at a time (a multiple of Q8_BLOCK)
+assert WEIGHT_CHUNK % Q8_BLOCK == 0
 SMALL_TENSOR = 4096  # tensors with fewer elements keep float32 moments in every format
 
 
@@ -112,6 +118,7 @@ class AdamW:
         self.m_absmax = np.zeros(nblk, np.float32)  # (blocks,) "q8" scales
         self.v_absmax = np.zeros(nblk, np.float32)
         self._entry = {e[0].name: e for e in self._plan}
+        self._chunk = None  # (WEIGHT_CHUNK,) float32: a bf16 tensor's elements during their update
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """The buffers that hold the optimizer's state, by checkpoint blob name."""
@@ -162,21 +169,40 @@ class AdamW:
         return norm
 
     def _update(self, entry, g, hyper):
-        """One tensor's update from its gradient g (n,)."""
+        """One tensor's update from its gradient g (n,). A bf16-stored tensor is decoded, updated
+        and stored back (stochastic rounding) WEIGHT_CHUNK elements at a time."""
+        sl = entry[0]
+        K = self.model.kernels
+        p = self.model.stored(sl.name)  # (n,) float32, or bf16 bits
+        if p.dtype != np.uint16:
+            self._update_f32(entry, p, g, 0, hyper)
+            return
+        if self._chunk is None:
+            self._chunk = np.empty(WEIGHT_CHUNK, np.float32)
+        for lo in range(0, sl.size, WEIGHT_CHUNK):
+            hi = min(sl.size, lo + WEIGHT_CHUNK)
+            x = self._chunk[:hi - lo]
+            K.bf16_to_f32(x, p[lo:hi])
+            self._update_f32(entry, x, g[lo:hi], lo, hyper)
+            K.f32_to_bf16_sr(p[lo:hi], x, self.seed, self.t, sl.offset + lo)
+
+    def _update_f32(self, entry, p, g, lo, hyper):
+        """Elements [lo, lo + len(p)) of one tensor: float32 params p and gradient g, with the
+        moments of those elements (lo is a multiple of Q8_BLOCK, so the blocks line up)."""
         sl, kind, off, blk = entry
         K = self.model.kernels
-        p = self.model.params[sl.offset:sl.offset + sl.size]
+        n, off = p.shape[0], off + lo
         decay = len(sl.shape) == 2
         if kind == "fp32":
-            K.adamw_step(p, g, self.m[off:off + sl.size], self.v[off:off + sl.size], decay, *hyper)
+            K.adamw_step(p, g, self.m[off:off + n], self.v[off:off + n], decay, *hyper)
         elif kind == "bf16":
-            K.adamw_step_bf16(p, g, self.m_low[off:off + sl.size], self.v_low[off:off + sl.size], decay,
-                              *hyper, self.seed, sl.offset)
+            K.adamw_step_bf16(p, g, self.m_low[off:off + n], self.v_low[off:off + n], decay,
+                              *hyper, self.seed, sl.offset + lo)
         else:
-            nb = -(-sl.size // Q8_BLOCK)
-            K.adamw_step_q8(p, g, self.m_low[off:off + sl.size], self.v_low[off:off + sl.size],
-                            self.m_absmax[blk:blk + nb], self.v_absmax[blk:blk + nb], decay, *hyper,
-                            self.seed, sl.offset)
+            b0, nb = blk + lo // Q8_BLOCK, -(-n // Q8_BLOCK)
+            K.adamw_step_q8(p, g, self.m_low[off:off + n], self.v_low[off:off + n],
+                            self.m_absmax[b0:b0 + nb], self.v_absmax[b0:b0 + nb], decay, *hyper,
+                            self.seed, sl.offset + lo)
 
     def fused_step(self, tokens, targets, lr: float | None = None,
                    max_grad_norm: float | None = None) -> tuple[float, float]:

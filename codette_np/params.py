@@ -48,6 +48,15 @@ def param_layout(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
     return out
 
 
+WEIGHT_FORMATS = ("fp32", "bf16")
+
+
+def stored_bf16(name: str, shape) -> bool:
+    """With bf16 weights, the blocks' matrices are stored as bf16; the embedding (gathered by
+    row and the tied LM head's operand) and the 1-D tensors (norms, biases) stay float32."""
+    return len(shape) == 2 and name.startswith("blk.")
+
+
 @dataclass(frozen=True)
 class TensorSlot:
     name: str
@@ -83,6 +92,22 @@ class ParamLayout:
         b = self.by_name[f"blk.{layer}.attn_q.bias"].offset
         return {"qkv.weight": flat[w:w + 3 * C * C].reshape(3 * C, C),
                 "qkv.bias": flat[b:b + 3 * C]}
+
+    def stores(self, weights: str) -> tuple[dict[str, tuple[str, int]], int, int]:
+        """How weights of format `weights` are stored: ({name: (store, offset in it)}, float32
+        store length, bf16 store length). With "fp32" every tensor sits in the float32 store at
+        its layout offset; with "bf16" the stored_bf16 tensors fill the bf16 store, in order."""
+        if weights not in WEIGHT_FORMATS:
+            raise ValueError(f"weights must be one of {WEIGHT_FORMATS}, not {weights!r}")
+        where, n32, n16 = {}, 0, 0
+        for s in self.slots:
+            if weights == "bf16" and stored_bf16(s.name, s.shape):
+                where[s.name] = ("bf16", n16)
+                n16 += s.size
+            else:
+                where[s.name] = ("fp32", n32)
+                n32 += s.size
+        return where, n32, n16
 
     def layer_span(self) -> tuple[int, int]:
         """(offset of layer 0's first tensor, elements per layer): layer l's tensors fill

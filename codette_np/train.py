@@ -113,11 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--memory", choices=list(MEMORY_PLANS), default="auto",
                     help="memory plan: 'fp32' keeps weights, gradients and both AdamW moments in fp32 "
                          "(16 bytes per parameter) and every layer's activations; 'lean' stores the "
-                         "moments as 8-bit blockwise codes, updates each layer as soon as its gradients "
-                         "are complete (so one layer's gradients exist at a time; clipping uses the "
-                         "previous step's norm) and recomputes activations in backward (about 6 bytes "
-                         "per parameter, a third more compute); 'auto' (default) is fp32 when it fits "
-                         "in the available memory, else lean. The plan is printed before anything is "
+                         "blocks' matrices as bf16 (updated in fp32, stored back with stochastic "
+                         "rounding) and the moments as 8-bit blockwise codes, updates each layer as soon "
+                         "as its gradients are complete (so one layer's gradients exist at a time; "
+                         "clipping uses the previous step's norm) and recomputes activations in backward "
+                         "(about 4 bytes per parameter, a third more compute); 'auto' (default) is fp32 "
+                         "when it fits in the available memory, else lean. A resumed run keeps its plan. "
+                         "The plan is printed before anything is "
                          "allocated")
     ap.add_argument("--ignore-memory-check", action="store_true",
                     help="train even if the memory estimate exceeds the available RAM")
@@ -400,11 +402,13 @@ def run(args, given: dict | None = None) -> int:
         planned = preset.replace(vocab_size=args.vocab_size or preset.vocab_size,
                                  context_length=max(preset.context_length, T))
     avail = available_memory_bytes()
-    if state is not None:  # the checkpoint's plan: its optimizer state is stored in that format
+    weights = None
+    if state is not None:  # the checkpoint's plan: its weights and optimizer state are stored so
         memory = state["header"].get("memory_plan", "fp32")
+        weights = state["header"].get("weights", "fp32")
     else:
         memory = args.memory
-    plan = M.plan_for(planned, B, T, memory, avail)
+    plan = M.plan_for(planned, B, T, memory, avail, weights)
     log.say(f"model: {args.size}, {planned.n_params:,} parameters (d={planned.d_model}, "
             f"L={planned.n_layer}, H={planned.n_head}, V={planned.vocab_size}); {B} x {T} = "
             f"{B * T:,} tokens/step")
@@ -467,11 +471,11 @@ def run(args, given: dict | None = None) -> int:
 
     log.open()  # every input check has passed: from here on the run writes its files
     model = Model(cfg, seed=args.seed, backend=args.backend, recompute=plan.recompute,
-                  fused_update=plan.fused_update)
+                  fused_update=plan.fused_update, weights=plan.weights)
     opt = AdamW(model, lr=max_lr, weight_decay=args.weight_decay, state=plan.optimizer_state, seed=args.seed)
     step, tokens_seen, best_val = 0, 0, math.inf
     if state is not None:  # streamed straight into the model's and the optimizer's buffers
-        ck.load_checkpoint(state["path"], into={"params": model.params, **opt.state_arrays()})
+        ck.load_checkpoint(state["path"], into={**ck.model_blobs(model), **opt.state_arrays()})
         opt.t = state["header"]["opt_t"]
         opt.last_grad_norm = state["header"].get("last_grad_norm")
         step = state["header"]["step"]
@@ -493,8 +497,8 @@ def run(args, given: dict | None = None) -> int:
                   # (seed, epoch): batches.batch_at; so the seed is the whole RNG state
                   "rng": {"seed": args.seed, "data_order": "default_rng([seed, epoch]).permutation"},
                   "data_sha256": digest, "backend": model.backend_name,
-                  "memory_plan": plan.name, "optimizer_state": opt.state_format}
-        blobs = {"params": model.params, **opt.state_arrays(),
+                  "memory_plan": plan.name, "optimizer_state": opt.state_format, "weights": model.weights}
+        blobs = {**ck.model_blobs(model), **opt.state_arrays(),
                  "tokenizer": np.frombuffer(tok.model_proto, dtype=np.uint8)}
         try:
             ck.save_checkpoint(path, header, blobs)
@@ -616,7 +620,7 @@ def _export(model, tok, cfg, out, dtype, step, tokens_seen, last_eval, log, size
 
     gguf = out / f"codette-{size}-{dtype}.gguf"
     prov = {"steps": step, "tokens_seen": tokens_seen, "val_loss": last_eval["overall"]["loss"]}
-    gguf_io.write_gguf(gguf, cfg, dict(model.named_parameters()), tok, dtype=dtype, provenance=prov,
+    gguf_io.write_gguf(gguf, cfg, model.parameters_f32(), tok, dtype=dtype, provenance=prov,
                        name=f"codette-{size}")
     mf = out / "Modelfile"
     gguf_io.write_modelfile(mf, gguf.name, cfg)

@@ -170,6 +170,26 @@ void adamw_step_q8(float *params, uint8_t *m, uint8_t *v, float *m_absmax, float
     }
 }
 
+/* ---- bf16 weights ----
+ * Matrices stored as bf16 are decoded to float32 for the products and the
+ * update (bf16_to_f32), and the updated float32 values stored back rounded
+ * stochastically with the bits of stream 2 (f32_to_bf16_sr): element i of a
+ * tensor at flat-buffer offset `offset` uses sr_bits(sr_key(seed, step, 2),
+ * offset + i). Oracle: bf16_to_f32 / f32_to_bf16_sr in ref.py. */
+enum { SR_STREAM_WEIGHTS = 2 };
+
+void bf16_to_f32(float *out, const uint16_t *h, int64_t n) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) out[i] = bf16_decode(h[i]);
+}
+
+void f32_to_bf16_sr(uint16_t *out, const float *x, uint64_t seed, int64_t step, int64_t offset,
+                    int64_t n) {
+    const uint64_t k = sr_key(seed, step, SR_STREAM_WEIGHTS);
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) out[i] = bf16_round_sr(x[i], sr_bits(k, (uint64_t)(offset + i)));
+}
+
 /* x (n,) -> sum of squares in double. Fixed chunks of CHUNK elements, each
  * summed over NLANE independent double lanes (x[i] goes to lane i % NLANE,
  * so the compiler can vectorize without reassociating), the lanes added in

@@ -35,6 +35,11 @@ void adamw_step_q8(float *params, uint8_t *m, uint8_t *v, float *m_absmax, float
                    const float *grads, int decay,
                    float lr, float beta1, float beta2, float eps, float weight_decay,
                    int64_t step, float grad_scale, uint64_t seed, int64_t offset, int64_t n);
+/* bf16 weights: bits (n,) -> float32 (n,); float32 (n,) -> bits rounded
+ * stochastically with the bits of (seed, step, stream 2, offset + i) */
+void bf16_to_f32(float *out, const uint16_t *h, int64_t n);
+void f32_to_bf16_sr(uint16_t *out, const float *x, uint64_t seed, int64_t step, int64_t offset,
+                    int64_t n);
 /* the codes' values (for tests): magnitude / absmax with sign for m */
 float q8_decode_m(uint8_t c);
 float q8_decode_v(uint8_t c);

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from codette_np import AdamW, Model, ModelConfig
+from codette_np import optim
 from codette_np.memory import plan_for
 
 
@@ -25,9 +26,15 @@ def test_plan_buffers_are_the_allocated_ones():
     for memory in ("fp32", "lean"):
         plan = plan_for(cfg, 4, 64, memory)
         parts = dict(plan.buffers)
-        m = Model(cfg, seed=0, recompute=plan.recompute, fused_update=plan.fused_update)
+        m = Model(cfg, seed=0, recompute=plan.recompute, fused_update=plan.fused_update,
+                  weights=plan.weights)
         opt = AdamW(m, state=plan.optimizer_state)
-        assert parts["weights fp32"] == model.params.nbytes
+        assert plan.weights == ("bf16" if memory == "lean" else "fp32")
+        weights = [b for what, b in plan.buffers if what.startswith("weights")]
+        assert weights == [m.params.nbytes + m.params_bf16.nbytes]
+        if memory == "lean":  # the decoded layer and the optimizer's chunk, as allocated once used
+            opt._chunk = np.empty(optim.WEIGHT_CHUNK, np.float32)
+            assert parts["one layer decoded to fp32, the update's chunk"] == m._layer_f32.nbytes + opt._chunk.nbytes
         grads = [b for what, b in plan.buffers if what.startswith("gradients")]
         held = model.grads.nbytes if not plan.fused_update else \
             m._layer_grad.nbytes + sum(m._g[n].nbytes for n in m._g if not n.startswith("blk."))
@@ -42,7 +49,9 @@ def test_plan_buffers_are_the_allocated_ones():
         assert plan.total == sum(parts.values())
         text = plan.describe(available=2**34)
         assert f"memory plan '{memory}'" in text and "of 16.00 GiB available" in text
-    # per parameter: 16 bytes in fp32, about 10 in lean
-    assert plan_for(cfg, 1, 8, "fp32").buffers[2][1] == 8 * cfg.n_params
+    # per parameter: 16 bytes in fp32, about 4.5 in lean
+    assert dict(plan_for(cfg, 1, 8, "fp32").buffers)["AdamW moments fp32"] == 8 * cfg.n_params
     lean = plan_for(ModelConfig.preset("small"), 1, 8, "lean")
-    assert 2.0 < lean.buffers[2][1] / lean.n_params < 2.1
+    assert 2.0 < dict(lean.buffers)["AdamW moments 8-bit blockwise"] / lean.n_params < 2.1
+    per_param = sum(b for what, b in lean.buffers if what.startswith(("weights", "gradients", "AdamW")))
+    assert 4.0 < per_param / lean.n_params < 4.6

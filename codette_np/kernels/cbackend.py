@@ -63,6 +63,16 @@ def adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, bet
                       int(step), grad_scale, int(seed), int(offset), n)
 
 
+def bf16_to_f32(out, h):
+    n = checks.bf16_to_f32(out, h)
+    lib.bf16_to_f32(_ptr(out), _ptr(h, "uint16_t *"), n)
+
+
+def f32_to_bf16_sr(out, x, seed, step, offset):
+    n = checks.f32_to_bf16_sr(out, x, seed, step, offset)
+    lib.f32_to_bf16_sr(_ptr(out, "uint16_t *"), _ptr(x), int(seed), int(step), int(offset), n)
+
+
 def grad_norm_sq(grads):
     P = checks.grad_norm_sq(grads)
     out = ffi.new("double *")

@@ -381,3 +381,20 @@ def _seed_offset(name, seed, offset):
     for what, x in (("seed", seed), ("offset", offset)):
         if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or not 0 <= int(x) < 1 << 63:
             raise ValueError(f"{name}: {what} must be an integer in [0, 2^63), got {x!r}")
+
+
+def bf16_to_f32(out, h):
+    array("h", h, ndim=1, dtype=np.uint16)
+    array("out", out, h.shape, out=True)
+    no_overlap("out", out, "h", h, allow_same=False)
+    return h.shape[0]
+
+
+def f32_to_bf16_sr(out, x, seed, step, offset):
+    array("x", x, ndim=1)
+    array("out", out, x.shape, out=True, dtype=np.uint16)
+    no_overlap("out", out, "x", x, allow_same=False)
+    _seed_offset("f32_to_bf16_sr", seed, offset)
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or int(step) < 0:
+        raise ValueError(f"f32_to_bf16_sr: step must be an integer >= 0, got {step!r}")
+    return x.shape[0]

@@ -951,6 +951,18 @@ def _adamw_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, 
             v[i] = np.uint8(_q8_encode(uv, -15, _sr_bits(kv, offset + i), True))
 
 
+@_jit(parallel=True)
+def _bf16_to_f32(out, h):
+    for i in prange(h.shape[0]):
+        out[i] = _bf16_decode(h[i])
+
+
+@_jit(parallel=True)
+def _f32_to_bf16_sr(out, x, k, offset):
+    for i in prange(x.shape[0]):
+        out[i] = _bf16_round_sr(x[i], _sr_bits(k, offset + i))
+
+
 @_jit()
 def _sum_in_order(x):
     s = 0.0
@@ -1137,3 +1149,15 @@ def adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, bet
     _adamw_q8(params, grads, m, v, m_absmax, v_absmax, bool(decay), float(lr), float(beta1),
               float(beta2), float(eps), float(weight_decay), int(step), float(grad_scale),
               np.uint64(ref.sr_key(seed, step, 0)), np.uint64(ref.sr_key(seed, step, 1)), int(offset))
+
+
+def bf16_to_f32(out, h):
+    """out (n,) float32 = the values of the bf16 bits h (n,)."""
+    checks.bf16_to_f32(out, h)
+    _bf16_to_f32(out, h)
+
+
+def f32_to_bf16_sr(out, x, seed, step, offset):
+    """out (n,) bf16 bits = x (n,) rounded stochastically (stream 2, as csrc/adamw.c)."""
+    checks.f32_to_bf16_sr(out, x, seed, step, offset)
+    _f32_to_bf16_sr(out, x, np.uint64(ref.sr_key(seed, step, ref.SR_STREAM_WEIGHTS)), int(offset))

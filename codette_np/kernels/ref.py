@@ -315,6 +315,29 @@ def bf16_round_sr(x: np.ndarray, r: np.ndarray) -> np.ndarray:
     return ((lo >> np.uint32(16)) + up).astype(np.uint16)
 
 
+# ---- bf16 weights: decoded to float32 for compute and the update, stored back with
+# stochastic rounding from stream 2: sr_bits(sr_key(seed, step, 2), offset + i)
+SR_STREAM_WEIGHTS = 2
+
+
+def bf16_to_f32(out, h):
+    """out (n,) float32 = the values of the bf16 bits h (n,) uint16 (exact)."""
+    out[:] = (h.astype(np.uint32) << 16).view(np.float32)
+
+
+def f32_to_bf16_sr(out, x, seed, step, offset):
+    """out (n,) uint16 = x (n,) rounded to bf16 stochastically: up with probability (distance to
+    the bf16 below) / (bf16 spacing), from the bits of (seed, step, stream 2, offset + i)."""
+    idx = offset + np.arange(x.shape[0], dtype=np.int64)
+    out[:] = bf16_round_sr(np.asarray(x, np.float64), sr_bits(sr_key(seed, step, SR_STREAM_WEIGHTS), idx))
+
+
+def bf16_round_nearest(x: np.ndarray) -> np.ndarray:
+    """x (any shape, finite float32) -> bf16 bits (uint16), rounded to nearest, ties to even."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    return ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(np.uint16)
+
+
 def q8_values(emin: int) -> np.ndarray:
     """(256,) float64: the magnitude / absmax of each code (0 for code 0; codes above 1.0 unused)."""
     c = np.arange(256)
