@@ -58,13 +58,14 @@ class Plan:
 
 
 def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = None,
-             weights: str | None = None) -> "Plan":
+             weights: str | None = None, generation: bool = True) -> "Plan":
     """The plan `memory` ("auto", "fp32" or "lean") for a model of `cfg` trained on B x T;
-    weights overrides the plan's weight format (a run resumed from a checkpoint keeps its own)."""
+    weights overrides the plan's weight format (a run resumed from a checkpoint keeps its own);
+    generation: whether evaluation generates text (so holds a key/value cache)."""
     if memory not in MEMORY_PLANS:
         raise ValueError(f"memory must be one of {MEMORY_PLANS}, not {memory!r}")
     if memory == "auto":
-        fp32 = plan_for(cfg, B, T, "fp32")
+        fp32 = plan_for(cfg, B, T, "fp32", generation=generation)
         memory = "fp32" if available is None or fp32.total <= available else "lean"
     from codette_np.model import _act_bytes
 
@@ -75,18 +76,27 @@ def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = 
     fmt = {"fp32": "fp32", "q8": "8-bit blockwise"}[state]
     lean = memory == "lean"  # recompute, fused update, 8-bit moments
     act = _act_bytes(cfg, B, T, "float32", recompute=lean)
-    # evaluation: one batch's logits (B, T, V) and the generation's key/value cache (L, ctx, 2C)
-    evaluation = 4 * B * T * cfg.vocab_size + 4 * cfg.n_layer * cfg.context_length * 2 * cfg.d_model
-    if lean:  # one layer's gradients, plus the embedding's and the final norm's
+    # evaluation: one row of logits per sequence (B, T, V), and, when it generates (the tool-call
+    # evaluation), its key/value cache (L, ctx, 2C)
+    evaluation = 4 * B * T * cfg.vocab_size
+    if generation:
+        evaluation += 4 * cfg.n_layer * cfg.context_length * 2 * cfg.d_model
+    C, F = cfg.d_model, cfg.d_ff
+    largest = max(3 * C * C, C * F)  # elements of the largest product's weight (q | k | v as one)
+    weights = weights or ("bf16" if lean else "fp32")
+    if lean:  # the largest matrix's gradients (in the decoded-weight buffer with bf16 weights),
+        # one layer's vectors', the embedding's and the final norm's
         edges = sum(s.size for s in layout.slots if not s.name.startswith("blk."))
-        grads, gwhat = 4 * (layout.layer_span()[1] + edges), "gradients fp32 (one layer + embedding)"
+        vectors = sum(s.size for s in layout.slots if s.name.startswith("blk.0.") and len(s.shape) == 1)
+        shared = weights == "bf16"
+        grads = 4 * ((0 if shared else largest) + vectors + edges)
+        gwhat = "gradients fp32 (embedding, vectors)" if shared else "gradients fp32 (one matrix + embedding)"
     else:
         grads, gwhat = 4 * P, "gradients fp32"
-    weights = weights or ("bf16" if lean else "fp32")
     if weights == "bf16":
         _, n32, n16 = layout.stores("bf16")
         wbufs = (("weights: blocks' matrices bf16, the rest fp32", 2 * n16 + 4 * n32),
-                 ("one layer decoded to fp32, the update's chunk", 4 * (layout.layer_span()[1] + WEIGHT_CHUNK)))
+                 ("one matrix fp32 (decoded weight, then gradient)", 4 * (largest + WEIGHT_CHUNK)))
     else:
         wbufs = (("weights fp32", 4 * P),)
     buffers = (*wbufs, (gwhat, grads), (f"AdamW moments {fmt}", opt),

@@ -117,7 +117,7 @@ class Model:
         self.weights = weights
         self.layout = ParamLayout(cfg)
         self.kernels = _backend.get(backend, dtype=self.dtype)
-        where, n32, n16 = self.layout.stores(weights)
+        self._where, n32, n16 = where, n32, n16 = self.layout.stores(weights)
         self.params = np.zeros(n32, dtype=self.dtype)  # (P32,) the float32 tensors: all with weights="fp32"
         self.params_bf16 = np.zeros(n16, dtype=np.uint16)  # (P16,) bf16 bits of the blocks' matrices
         self._flat = {}  # name -> its flat view in its store
@@ -128,9 +128,8 @@ class Model:
         if weights == "fp32":  # each layer's weights by suffix: views of the store
             self._lw = [{**{sfx: self._p[f"blk.{l}.{sfx}"] for sfx in BLOCK_TENSOR_NAMES},
                          **self.layout.fused(self.params, l)} for l in range(cfg.n_layer)]
-        else:  # one layer's weights decoded to float32, reused by every layer
-            self._layer_f32 = np.zeros(self.layout.layer_span()[1], dtype=np.float32)
-            self._lw_f32, self._lw_f32_flat = self._layer_buffer_views(self._layer_f32)
+        else:  # a matrix decoded to float32 right before its product, one at a time
+            self._matrix_f32 = np.zeros(self._matrix_sizes(), dtype=np.float32)
         # fused_update: no full gradient buffer; the optimizer updates each layer as soon as its
         # gradients are complete (forward_backward's on_grads), so one layer's gradients, and
         # the tied embedding's and the final norm's (complete only at the ends), exist at once
@@ -169,50 +168,67 @@ class Model:
     def named_grads(self):
         return self._g.items()
 
-    def _layer_buffer_views(self, buf):
-        """Views of a layer-sized buffer (the layout of layer 0's span): ({suffix: shaped view,
-        "qkv.weight": (3C, C), "qkv.bias": (3C,)}, {suffix: flat view})."""
-        base = self.layout.layer_span()[0]
-        flat = {}
-        for sfx in BLOCK_TENSOR_NAMES:
-            s = self.layout.by_name[f"blk.0.{sfx}"]
-            flat[sfx] = buf[s.offset - base:s.offset - base + s.size]
-        shaped = {sfx: flat[sfx].reshape(self.layout.by_name[f"blk.0.{sfx}"].shape) for sfx in flat}
-        C = self.cfg.d_model  # q, k and v are adjacent, in the flat layout as in the buffer
-        wo = self.layout.by_name["blk.0.attn_q.weight"].offset - base
-        bo = self.layout.by_name["blk.0.attn_q.bias"].offset - base
-        shaped["qkv.weight"] = buf[wo:wo + 3 * C * C].reshape(3 * C, C)
-        shaped["qkv.bias"] = buf[bo:bo + 3 * C]
-        return shaped, flat
+    def _matrix_sizes(self) -> int:
+        """Elements of the largest matrix a layer's products take (q, k, v count as one (3C, C))."""
+        C, F = self.cfg.d_model, self.cfg.d_ff
+        return max(3 * C * C, C * F)
 
     def _layer_grad_views(self):
-        """Gradient views for fused_update: every layer's tensors share one layer-sized buffer
-        (at their offsets relative to the layer), the edge tensors have their own."""
-        L = self.cfg.n_layer
-        self._layer_grad = np.zeros(self.layout.layer_span()[1], dtype=self.dtype)  # one layer's, reused
-        views, _ = self._layer_buffer_views(self._layer_grad)
+        """Gradient views for fused_update. A layer's matrices complete their gradients one
+        after another (grad_groups), each updated before the next is computed, so they share
+        one buffer of the largest one's size (with bf16 weights, the buffer their decoded weights
+        use); the layer's vectors share one set of buffers; the embedding and the final norm
+        have their own."""
+        L, C = self.cfg.n_layer, self.cfg.d_model
+        if self.weights == "bf16":  # a matrix's gradient overwrites its decoded weight, which its
+            # product (d input = d output . W) has used by then; the update follows at once
+            self._matrix_grad = self._matrix_f32
+        else:
+            self._matrix_grad = np.zeros(self._matrix_sizes(), dtype=self.dtype)  # (largest matrix,)
+        self._vector_grad = {sfx: np.zeros(self.layout.by_name[f"blk.0.{sfx}"].shape, dtype=self.dtype)
+                             for sfx in BLOCK_TENSOR_NAMES
+                             if len(self.layout.by_name[f"blk.0.{sfx}"].shape) == 1
+                             and not sfx.startswith(("attn_q.", "attn_k.", "attn_v."))}
+        qkv_bias = np.zeros(3 * C, dtype=self.dtype)  # q | k | v biases, adjacent as in the layout
+        qkv = {"qkv.weight": self._matrix_grad[:3 * C * C].reshape(3 * C, C), "qkv.bias": qkv_bias}
         g = {}
         for s in self.layout.slots:
-            if s.name.startswith("blk."):
-                g[s.name] = views[s.name.split(".", 2)[2]]
-            else:
+            if not s.name.startswith("blk."):
                 g[s.name] = np.zeros(s.shape, dtype=self.dtype)
-        qkv = {"qkv.weight": views["qkv.weight"], "qkv.bias": views["qkv.bias"]}
+                continue
+            sfx = s.name.split(".", 2)[2]
+            if sfx.startswith(("attn_q.", "attn_k.", "attn_v.")):
+                i = "qkv".index(sfx[5])
+                g[s.name] = (self._matrix_grad[i * C * C:(i + 1) * C * C].reshape(C, C) if len(s.shape) == 2
+                             else qkv_bias[i * C:(i + 1) * C])
+            elif len(s.shape) == 2:
+                g[s.name] = self._matrix_grad[:s.size].reshape(s.shape)
+            else:
+                g[s.name] = self._vector_grad[sfx]
+        self._vector_grad["qkv.bias"] = qkv_bias
         return g, [qkv] * L
 
-    def _layer_weights(self, l: int) -> dict:
+    def grad_buffer_bytes(self) -> int:
+        """Bytes of the gradient buffers: the full one, or fused_update's shared ones."""
+        if not self.fused_update:
+            return self.grads.nbytes
+        edges = sum(self._g[s.name].nbytes for s in self.layout.slots if not s.name.startswith("blk."))
+        shared = self.weights == "bf16"  # the matrix gradients live in the decoded-weight buffer
+        return (0 if shared else self._matrix_grad.nbytes) + sum(v.nbytes for v in self._vector_grad.values()) + edges
+
+    def _layer_weights(self, l: int) -> Mapping:
         """Layer l's weights as float32 arrays by suffix, with the fused "qkv.weight" (3C, C) and
-        "qkv.bias" (3C,): views of the store with fp32 weights; with bf16 weights, decoded into
-        the one layer-sized buffer (valid until the next call)."""
+        "qkv.bias" (3C,): views of the store with fp32 weights. With bf16 weights, a matrix is
+        decoded on access into one buffer of the largest matrix's size, so it is valid until
+        the next matrix is accessed (each product takes its weight right before it runs)."""
         if self.weights == "fp32":
             return self._lw[l]
-        for sfx, dst in self._lw_f32_flat.items():
-            src = self._flat[f"blk.{l}.{sfx}"]
-            if src.dtype == np.uint16:
-                self.kernels.bf16_to_f32(dst, src)
-            else:
-                np.copyto(dst, src)
-        return self._lw_f32
+        return _DecodedLayer(self, l)
+
+    def _store_span(self, name: str, n: int) -> np.ndarray:
+        """n elements of the store holding `name`, from its first (adjacent tensors: q | k | v)."""
+        store, off = self._where[name]
+        return (self.params if store == "fp32" else self.params_bf16)[off:off + n]
 
     def stored(self, name: str) -> np.ndarray:
         """Tensor `name` as a flat view of its store: float32, or uint16 bf16 bits."""
@@ -235,11 +251,18 @@ class Model:
 
     def grad_groups(self) -> list[list[str]]:
         """The tensors whose gradients forward_backward completes together, in the order it
-        completes them: the final norm, each layer from the last to the first, the embedding."""
-        names = [s.name for s in self.layout.slots]
+        completes them: the final norm; per layer from the last to the first, each product's
+        weight with its bias (ffn_down, ffn_up, then attn_output, q|k|v) and each norm; the
+        embedding last."""
         groups = [["output_norm.weight", "output_norm.bias"]]
         for l in reversed(range(self.cfg.n_layer)):
-            groups.append([n for n in names if n.startswith(f"blk.{l}.")])
+            pre = f"blk.{l}."
+            groups += [[pre + "ffn_down.weight", pre + "ffn_down.bias"],
+                       [pre + "ffn_up.weight", pre + "ffn_up.bias"],
+                       [pre + "ffn_norm.weight", pre + "ffn_norm.bias"],
+                       [pre + "attn_output.weight", pre + "attn_output.bias"],
+                       [pre + f"attn_{x}.weight" for x in "qkv"] + [pre + f"attn_{x}.bias" for x in "qkv"],
+                       [pre + "attn_norm.weight", pre + "attn_norm.bias"]]
         groups.append(["token_embd.weight"])
         return groups
 
@@ -458,11 +481,15 @@ class Model:
 
         K.layernorm_backward(a.dresid, g["output_norm.weight"], g["output_norm.bias"], a.dln,
                              a.resid[cfg.n_layer], p["output_norm.weight"], a.lnf_mean, a.lnf_rstd)
-        groups = self.grad_groups() if on_grads is not None else None
-        if on_grads is not None:
-            on_grads(groups[0])
+        groups = self.grad_groups()
+
+        def done(i):  # group i of grad_groups() is complete (a fused model updates it now)
+            if on_grads is not None:
+                on_grads(groups[i])
+
+        done(0)
         for l in reversed(range(cfg.n_layer)):
-            pre = f"blk.{l}."
+            pre, first = f"blk.{l}.", 1 + 6 * (cfg.n_layer - 1 - l)  # first: this layer's first group
             gf = self._gf[l]
             w = self._layer_weights(l)
             if a.recompute:  # this layer's activations again, from its saved input
@@ -472,16 +499,20 @@ class Model:
             np.matmul(a.dresid, w["ffn_down.weight"], out=a.dff)  # (N, F)
             np.matmul(a.dresid.T, a.gelu[s], out=g[pre + "ffn_down.weight"])  # (C, F)
             K.bias_backward(g[pre + "ffn_down.bias"], a.dresid)
+            done(first)
             K.gelu_bias_backward(a.dup, g[pre + "ffn_up.bias"], a.dff, a.up[s])
             np.matmul(a.dup, w["ffn_up.weight"], out=a.dln)  # (N, C)
             np.matmul(a.dup.T, a.ln2[s], out=g[pre + "ffn_up.weight"])  # (F, C)
+            done(first + 1)
             K.layernorm_backward_add(a.dresid, g[pre + "ffn_norm.weight"], g[pre + "ffn_norm.bias"],
                                      a.dln, a.resid_mid[s], w["ffn_norm.weight"],
                                      a.ln2_mean[s], a.ln2_rstd[s])  # now d resid_mid
+            done(first + 2)
             # attention: mid = resid[l] + att Wo^T + bo
             np.matmul(a.dresid, w["attn_output.weight"], out=a.datt)  # (N, C)
             np.matmul(a.dresid.T, a.att[s], out=g[pre + "attn_output.weight"])
             K.bias_backward(g[pre + "attn_output.bias"], a.dresid)
+            done(first + 3)
             q, k, v = _split_qkv(a.qkv[s], B, T, NH, hs)
             dq, dk, dv = _split_qkv(a.dqkv, B, T, NH, hs)
             K.attention_backward(dq, dk, dv, a.datt.reshape(B, T, NH, hs), q, k, v,
@@ -491,14 +522,13 @@ class Model:
             np.matmul(a.dqkv, w["qkv.weight"], out=a.dln)  # (N, C)
             np.matmul(a.dqkv.T, a.ln1[s], out=gf["qkv.weight"])  # (3C, C)
             K.bias_backward(gf["qkv.bias"], a.dqkv)
+            done(first + 4)
             K.layernorm_backward_add(a.dresid, g[pre + "attn_norm.weight"], g[pre + "attn_norm.bias"],
                                      a.dln, a.resid[l], w["attn_norm.weight"],
                                      a.ln1_mean[s], a.ln1_rstd[s])  # now d resid[l]
-            if on_grads is not None:  # layer l's gradients are complete
-                on_grads(groups[cfg.n_layer - l])
+            done(first + 5)
         K.embedding_backward(dwte, a.dresid, tokens.reshape(N))
-        if on_grads is not None:
-            on_grads(groups[-1])
+        done(len(groups) - 1)
         self.grads_valid = not self.fused_update
         return loss
 
@@ -523,6 +553,33 @@ def _split_qkv(qkv, B, T, NH, hs):
     """(N, 3C) buffer -> q, k, v strided views (B, T, NH, hs)."""
     x = qkv.reshape(B, T, 3, NH, hs)  # qkv is contiguous: always a view
     return x[:, :, 0], x[:, :, 1], x[:, :, 2]
+
+
+class _DecodedLayer(Mapping):
+    """Model._layer_weights(l) with bf16 weights: vectors are views of the float32 store; a
+    matrix is decoded into the model's one matrix buffer when accessed."""
+
+    def __init__(self, model: Model, l: int):
+        self._model, self._pre = model, f"blk.{l}."
+
+    def __getitem__(self, sfx: str) -> np.ndarray:
+        m, C = self._model, self._model.cfg.d_model
+        if sfx == "qkv.bias":
+            return m._store_span(self._pre + "attn_q.bias", 3 * C)
+        name = self._pre + ("attn_q.weight" if sfx == "qkv.weight" else sfx)
+        shape = (3 * C, C) if sfx == "qkv.weight" else m.layout.by_name[name].shape
+        if len(shape) == 1:
+            return m._p[name]
+        n = shape[0] * shape[1]
+        out = m._matrix_f32[:n]
+        m.kernels.bf16_to_f32(out, m._store_span(name, n))
+        return out.reshape(shape)
+
+    def __iter__(self):
+        return iter((*BLOCK_TENSOR_NAMES, "qkv.weight", "qkv.bias"))
+
+    def __len__(self) -> int:
+        return len(BLOCK_TENSOR_NAMES) + 2
 
 
 class _Float32Weights(Mapping):

@@ -408,7 +408,7 @@ def run(args, given: dict | None = None) -> int:
         weights = state["header"].get("weights", "fp32")
     else:
         memory = args.memory
-    plan = M.plan_for(planned, B, T, memory, avail, weights)
+    plan = M.plan_for(planned, B, T, memory, avail, weights, generation=args.eval_tool_samples > 0)
     log.say(f"model: {args.size}, {planned.n_params:,} parameters (d={planned.d_model}, "
             f"L={planned.n_layer}, H={planned.n_head}, V={planned.vocab_size}); {B} x {T} = "
             f"{B * T:,} tokens/step")
@@ -611,6 +611,9 @@ def run(args, given: dict | None = None) -> int:
     except plot.PlotError as e:
         log.say(f"loss plot not drawn: {e}; then: python -m codette_np.plot {shlex.quote(str(out))}")
     if args.export_dtype != "none":
+        # the run is saved: the training buffers and the optimizer's state make room for the export's
+        model.free_buffers()
+        del opt
         _export(model, tok, cfg, out, args.export_dtype, step, tokens_seen, last_eval, log, args.size)
     return 0
 

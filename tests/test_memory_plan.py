@@ -34,11 +34,9 @@ def test_plan_buffers_are_the_allocated_ones():
         assert weights == [m.params.nbytes + m.params_bf16.nbytes]
         if memory == "lean":  # the decoded layer and the optimizer's chunk, as allocated once used
             opt._chunk = np.empty(optim.WEIGHT_CHUNK, np.float32)
-            assert parts["one layer decoded to fp32, the update's chunk"] == m._layer_f32.nbytes + opt._chunk.nbytes
+            assert parts["one matrix fp32 (decoded weight, then gradient)"] == m._matrix_f32.nbytes + opt._chunk.nbytes
         grads = [b for what, b in plan.buffers if what.startswith("gradients")]
-        held = model.grads.nbytes if not plan.fused_update else \
-            m._layer_grad.nbytes + sum(m._g[n].nbytes for n in m._g if not n.startswith("blk."))
-        assert grads == [held]
+        assert grads == [m.grad_buffer_bytes()]
         m.forward_backward(np.zeros((4, 64), np.int32), np.ones((4, 64), np.int32),
                            on_grads=(lambda names: None) if plan.fused_update else None)
         acts = [b for what, b in plan.buffers if what.startswith("activations")]
@@ -55,3 +53,13 @@ def test_plan_buffers_are_the_allocated_ones():
     assert 2.0 < dict(lean.buffers)["AdamW moments 8-bit blockwise"] / lean.n_params < 2.1
     per_param = sum(b for what, b in lean.buffers if what.startswith(("weights", "gradients", "AdamW")))
     assert 4.0 < per_param / lean.n_params < 4.6
+
+
+def test_the_key_value_cache_is_planned_only_when_evaluation_generates():
+    cfg = ModelConfig.preset("small")
+    gen, no_gen = plan_for(cfg, 1, 512, "lean"), plan_for(cfg, 1, 512, "lean", generation=False)
+    kv = 4 * cfg.n_layer * cfg.context_length * 2 * cfg.d_model
+    m = Model(ModelConfig.preset("nano"), init=False)
+    c = m.new_cache()
+    assert c.k.nbytes + c.v.nbytes == 4 * m.cfg.n_layer * m.cfg.context_length * 2 * m.cfg.d_model
+    assert gen.total - no_gen.total == kv
