@@ -58,12 +58,16 @@ def tokenizer_from_gguf(tokenizer_info: dict):
 
 # --------------------------------------------------------------------------- import
 
-def load_gguf_model(path, backend: str | None = None):
+def load_gguf_model(path, backend: str | None = None, weights: str = "fp32", **model_options):
     """(Model, Tokenizer | None, metadata) from a starcoder2 GGUF file.
 
-    Tensors of any supported type (f32, f16, bf16, q8_0, q4_0) are
-    dequantized to float32 and copied into a new Model's flat buffer (f32
-    files round-trip bit for bit). metadata holds every non-tokenizer key
+    Tensors of any supported type (f32, f16, bf16, q8_0, q4_0) are read one
+    at a time, dequantized to float32 and copied into a new Model's store
+    (f32 files round-trip bit for bit; with weights="bf16" the blocks'
+    matrices are rounded to the nearest bf16, so bf16 files round-trip too).
+    model_options (recompute=, fused_update=) are the Model's; the default
+    keeps no full gradient buffer (fused_update=True), as to continue
+    training with AdamW.fused_step or to run inference. metadata holds every non-tokenizer key
     (hyperparameters, general.training.* provenance) and, under "tokenizer",
     the tokenizer's special ids, flags and chat template. The tokenizer is
     None when the file's tokenizer is not SentencePiece-style. Raises
@@ -79,7 +83,8 @@ def load_gguf_model(path, backend: str | None = None):
         raise ValueError(f"{path}: {e}") from None
     if tok is not None and tok.vocab_size != cfg.vocab_size:
         raise ValueError(f"{path}: tokenizer has {tok.vocab_size} pieces, the model {cfg.vocab_size} rows")
-    model = Model(cfg, init=False, backend=backend, fused_update=True)  # no full gradient buffer
+    model = Model(cfg, init=False, backend=backend, weights=weights,
+                  **{"fused_update": True, **model_options})
     for name in model.parameters_f32():
         model.set_parameter(name, params[name])
     meta = dict(meta)

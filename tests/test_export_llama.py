@@ -282,6 +282,15 @@ def test_import_f32_is_exact(trained):
     assert again.read_bytes() == trained.gguf["f32"].read_bytes()
 
 
+def test_import_bf16_into_bf16_weights_is_exact(trained):
+    """A bf16 file continues training in a bf16-weight model with exactly the file's values."""
+    model, _, _ = export.load_gguf_model(trained.gguf["bf16"], backend=trained.backend, weights="bf16")
+    as_f32, _, _ = export.load_gguf_model(trained.gguf["bf16"], backend=trained.backend)
+    assert model.weights == "bf16" and model.fused_update and model.params_bf16.size > 0
+    for name, a in model.parameters_f32().items():
+        assert a.tobytes() == as_f32.parameters_f32()[name].tobytes(), name
+
+
 @pytest.mark.parametrize("dtype", ["f16", "bf16", "q8_0", "q4_0"])
 def test_import_quantized_is_close(trained, dtype):
     model, tok, meta = export.load_gguf_model(trained.gguf[dtype], backend=trained.backend)
