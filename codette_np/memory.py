@@ -58,21 +58,24 @@ class Plan:
 
 
 def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = None,
-             weights: str | None = None, generation: bool = True) -> "Plan":
+             weights: str | None = None, generation: bool = True, ranks: int = 1) -> "Plan":
     """The plan `memory` ("auto", "fp32" or "lean") for a model of `cfg` trained on B x T;
     weights overrides the plan's weight format (a run resumed from a checkpoint keeps its own);
-    generation: whether evaluation generates text (so holds a key/value cache)."""
+    generation: whether evaluation generates text (so holds a key/value cache); ranks: the
+    number of ranks of a distributed run (the plan is one rank's: its shard of the moments,
+    and on rank 0 the gathered moments while a checkpoint is written)."""
     if memory not in MEMORY_PLANS:
         raise ValueError(f"memory must be one of {MEMORY_PLANS}, not {memory!r}")
     if memory == "auto":
-        fp32 = plan_for(cfg, B, T, "fp32", generation=generation)
+        fp32 = plan_for(cfg, B, T, "fp32", generation=generation, ranks=ranks)
         memory = "fp32" if available is None or fp32.total <= available else "lean"
     from codette_np.model import _act_bytes
 
     layout = ParamLayout(cfg)
     P = layout.n_params
     state = STATE_OF_PLAN[memory]
-    opt = round(state_bytes_per_param(state, layout) * P)
+    opt_all = round(state_bytes_per_param(state, layout) * P)
+    opt = -(-opt_all // ranks)
     fmt = {"fp32": "fp32", "q8": "8-bit blockwise"}[state]
     lean = memory == "lean"  # recompute, fused update, 8-bit moments
     act = _act_bytes(cfg, B, T, "float32", recompute=lean)
@@ -99,7 +102,9 @@ def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = 
                  ("one matrix fp32 (decoded weight, then gradient)", 4 * (largest + WEIGHT_CHUNK)))
     else:
         wbufs = (("weights fp32", 4 * P),)
-    buffers = (*wbufs, (gwhat, grads), (f"AdamW moments {fmt}", opt),
+    shard = f" (1/{ranks} shard)" if ranks > 1 else ""
+    buffers = (*wbufs, (gwhat, grads), (f"AdamW moments {fmt}{shard}", opt),
+               *((("the other shards, saving or loading a checkpoint", opt_all - opt),) if ranks > 1 else ()),
                (f"activations{' (recomputed)' if lean else ''} and scratch ({B} x {T})", act),
                ("evaluation (logits, KV cache)", evaluation),
                ("runtime (interpreter, libraries, data)", RUNTIME_BYTES))

@@ -440,12 +440,13 @@ class Model:
 
     # -- forward + backward ---------------------------------------------------
 
-    def forward_backward(self, tokens, targets, on_grads=None) -> float:
+    def forward_backward(self, tokens, targets, on_grads=None, n_targets: int | None = None) -> float:
         """Mean cross-entropy over targets != -1; writes every gradient into self.grads.
 
         on_grads(names), if given, is called as each group of grad_groups() is complete (its
         gradients in self._g[name]); a fused_update model needs it, as its gradient buffers
-        are reused for the next group."""
+        are reused for the next group. n_targets: the count the loss (and so the gradient) is
+        divided by, when the batch is one rank's share of a larger one (default: this batch's)."""
         if self.fused_update and on_grads is None:
             raise ValueError("this model was made with fused_update=True: it keeps no full gradient "
                              "buffer, so forward_backward needs on_grads (AdamW.fused_step passes it)")
@@ -453,9 +454,12 @@ class Model:
         targets = self._check_tokens(targets, "targets", allow_ignore=True)
         if targets.shape != tokens.shape:
             raise ValueError(f"targets shape {targets.shape} != tokens shape {tokens.shape}")
-        n_targets = int(np.count_nonzero(targets >= 0))
-        if n_targets == 0:
-            raise ValueError("targets are all -1: there is nothing to learn from in this batch")
+        if n_targets is None:
+            n_targets = int(np.count_nonzero(targets >= 0))
+            if n_targets == 0:
+                raise ValueError("targets are all -1: there is nothing to learn from in this batch")
+        elif not (isinstance(n_targets, (int, np.integer)) and n_targets > 0):
+            raise ValueError(f"n_targets must be a positive integer, got {n_targets!r}")
         K, cfg, p, g = self.kernels, self.cfg, self._p, self._g
         B, T = tokens.shape
         N, NH, hs = B * T, cfg.n_head, cfg.head_dim

@@ -85,7 +85,7 @@ class AdamW:
     """
 
     def __init__(self, model, lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, state="fp32",
-                 seed=0):
+                 seed=0, shard: tuple[int, int] | None = None):
         b1, b2 = betas
         _check_lr(lr)
         if not (0 <= b1 < 1 and 0 <= b2 < 1 and 0 < eps < math.inf and 0 <= weight_decay < math.inf):
@@ -98,17 +98,29 @@ class AdamW:
         self.state_format, self.seed = state, int(seed)
         self.t = 0  # optimizer steps taken
         self.last_grad_norm = None  # the last step's global gradient norm (fused_step clips by it)
-        # per tensor: (slot, kind, offset into the kind's buffers, first absmax block)
+        # shard: the flat-buffer elements [lo, hi) this optimizer keeps moments for and updates
+        # (ZeRO stage 1, codette_np.distributed); each boundary sits inside its tensor at a
+        # multiple of Q8_BLOCK, so the 8-bit blocks are those of the whole tensor
+        lo, hi = (0, model.layout.total) if shard is None else shard
+        self.shard = (lo, hi)
+        # per piece of a tensor in the shard: (slot, kind, offset into the kind's buffers, first
+        # absmax block, piece start, piece end) with the piece [start, end) of the tensor
         self._plan = []
         n32 = nlow = nblk = 0
         for sl in model.layout.slots:
+            a, b = max(lo, sl.offset) - sl.offset, min(hi, sl.offset + sl.size) - sl.offset
+            if a >= b:
+                continue
+            if a % Q8_BLOCK:
+                raise ValueError(f"shard boundary {lo} cuts {sl.name} at element {a}, not a multiple of "
+                                 f"{Q8_BLOCK} (distributed.shard_bounds places them)")
             if _kind(state, sl.size) == "fp32":
-                self._plan.append((sl, "fp32", n32, 0))
-                n32 += sl.size
+                self._plan.append((sl, "fp32", n32, 0, a, b))
+                n32 += b - a
             else:
-                self._plan.append((sl, state, nlow, nblk))
-                nlow += sl.size
-                nblk += -(-sl.size // Q8_BLOCK) if state == "q8" else 0
+                self._plan.append((sl, state, nlow, nblk, a, b))
+                nlow += b - a
+                nblk += -(-(b - a) // Q8_BLOCK) if state == "q8" else 0
         dt = model.params.dtype  # float32 (float64 for the oracle model)
         self.m = np.zeros(n32, dt)  # (n32,) full-precision moments of the "fp32" tensors
         self.v = np.zeros(n32, dt)
@@ -164,45 +176,45 @@ class AdamW:
         G = self.model.grads
         for entry in self._plan:
             sl = entry[0]
-            self._update(entry, G[sl.offset:sl.offset + sl.size], hyper)
+            self._update(entry, G[sl.offset:sl.offset + sl.size], hyper)  # the piece's part of it
         self.last_grad_norm = norm
         return norm
 
     def _update(self, entry, g, hyper):
-        """One tensor's update from its gradient g (n,). A bf16-stored tensor is decoded, updated
-        and stored back (stochastic rounding) WEIGHT_CHUNK elements at a time."""
-        sl = entry[0]
+        """One tensor piece's update from the tensor's gradient g (size,). A bf16-stored tensor
+        is decoded, updated and stored back (stochastic rounding) WEIGHT_CHUNK elements at a time."""
+        sl, a, b = entry[0], entry[4], entry[5]
         K = self.model.kernels
-        p = self.model.stored(sl.name)  # (n,) float32, or bf16 bits
+        p, g = self.model.stored(sl.name)[a:b], g[a:b]  # (n,) float32, or bf16 bits
         if p.dtype != np.uint16:
             self._update_f32(entry, p, g, 0, hyper)
             return
         if self._chunk is None:
             self._chunk = np.empty(WEIGHT_CHUNK, np.float32)
-        for lo in range(0, sl.size, WEIGHT_CHUNK):
-            hi = min(sl.size, lo + WEIGHT_CHUNK)
+        for lo in range(0, b - a, WEIGHT_CHUNK):
+            hi = min(b - a, lo + WEIGHT_CHUNK)
             x = self._chunk[:hi - lo]
             K.bf16_to_f32(x, p[lo:hi])
             self._update_f32(entry, x, g[lo:hi], lo, hyper)
-            K.f32_to_bf16_sr(p[lo:hi], x, self.seed, self.t, sl.offset + lo)
+            K.f32_to_bf16_sr(p[lo:hi], x, self.seed, self.t, sl.offset + a + lo)
 
     def _update_f32(self, entry, p, g, lo, hyper):
-        """Elements [lo, lo + len(p)) of one tensor: float32 params p and gradient g, with the
-        moments of those elements (lo is a multiple of Q8_BLOCK, so the blocks line up)."""
-        sl, kind, off, blk = entry
+        """Elements [lo, lo + len(p)) of one tensor piece: float32 params p and gradient g, with
+        the moments of those elements (lo is a multiple of Q8_BLOCK, so the blocks line up)."""
+        sl, kind, off, blk, a, _ = entry
         K = self.model.kernels
-        n, off = p.shape[0], off + lo
+        n, off, at = p.shape[0], off + lo, sl.offset + a + lo  # at: the first element's flat index
         decay = len(sl.shape) == 2
         if kind == "fp32":
             K.adamw_step(p, g, self.m[off:off + n], self.v[off:off + n], decay, *hyper)
         elif kind == "bf16":
             K.adamw_step_bf16(p, g, self.m_low[off:off + n], self.v_low[off:off + n], decay,
-                              *hyper, self.seed, sl.offset + lo)
+                              *hyper, self.seed, at)
         else:
             b0, nb = blk + lo // Q8_BLOCK, -(-n // Q8_BLOCK)
             K.adamw_step_q8(p, g, self.m_low[off:off + n], self.v_low[off:off + n],
                             self.m_absmax[b0:b0 + nb], self.v_absmax[b0:b0 + nb], decay, *hyper,
-                            self.seed, sl.offset + lo)
+                            self.seed, at)
 
     def fused_step(self, tokens, targets, lr: float | None = None,
                    max_grad_norm: float | None = None) -> tuple[float, float]:
@@ -233,7 +245,8 @@ class AdamW:
                 return
             total["sumsq"] += ss
             for n, x in zip(names, grads):
-                self._update(self._entry[n], x, hyper)
+                if n in self._entry:  # (a shard may hold no piece of it)
+                    self._update(self._entry[n], x, hyper)
             total["updated"] += 1
 
         loss = self.model.forward_backward(tokens, targets, on_grads=on_grads)

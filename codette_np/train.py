@@ -188,12 +188,15 @@ class Log:
     calls once its inputs have passed every check: until then messages are
     printed and kept, and written to train.log when it opens."""
 
-    def __init__(self, out: Path, resume_step: int | None):
+    def __init__(self, out: Path, resume_step: int | None, enabled: bool = True):
         self.out, self.resume_step = out, resume_step
+        self.enabled = enabled  # False on the ranks of a distributed run other than rank 0
         self.metrics = self.text = None
         self.pending: list[str] = []
 
     def open(self):
+        if not self.enabled:
+            return
         mpath, resume = self.out / "metrics.jsonl", self.resume_step
         if resume is not None and mpath.exists():
             # drop records past the checkpoint (they are replayed identically) and lines that
@@ -221,10 +224,14 @@ class Log:
         self.pending = []
 
     def record(self, rec: dict):
+        if not self.enabled:
+            return
         self.metrics.write(json.dumps(rec) + "\n")
         self.metrics.flush()
 
     def say(self, msg: str, echo=True):
+        if not self.enabled:
+            return
         line = time.strftime("%H:%M:%S ") + msg + "\n"
         if self.text is None:
             self.pending.append(line)
@@ -268,16 +275,34 @@ def main(argv=None):
     from codette_np.data import DataError
     from codette_np.tokenizer import TokenizerError
 
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    from codette_np.distributed import World
+
     try:
-        return run(args, given_flags(ap, argv))
-    except (DataError, CheckpointError, TokenizerError, UserError, BackendUnavailable) as e:
+        world = World.from_environment()  # one rank unless started by mpiexec
+    except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    where = f"rank {world.rank} of {world.size}: " if world.size > 1 else ""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return run(args, given_flags(ap, argv), world)
+    except (DataError, CheckpointError, TokenizerError, UserError, BackendUnavailable) as e:
+        print(f"error: {where}{e}", file=sys.stderr)
+        world.abort(2)  # the other ranks would wait for this one forever: end the job
+        return 2
     except KeyboardInterrupt:  # before the loop's own handler is installed
-        print("error: interrupted during start-up, before the first step; no checkpoint was written",
-              file=sys.stderr)
+        print(f"error: {where}interrupted during start-up, before the first step; no checkpoint was "
+              f"written", file=sys.stderr)
+        world.abort(130)
         return 130
+    except BaseException as e:
+        if world.size > 1:  # a crash on one rank ends the job with its message, never a hang
+            import traceback
+
+            traceback.print_exc()
+            print(f"error: {where}{type(e).__name__}: {e}; ending the job", file=sys.stderr)
+            world.abort(1)
+        raise
     finally:  # the loop's Ctrl-C / SIGTERM handlers end with the run
         for sig, h in handlers.items():
             signal.signal(sig, h)
@@ -341,7 +366,7 @@ def resume_command(out: Path) -> str:
     return f"python -m codette_np.train --out {shlex.quote(str(out))} --resume"
 
 
-def run(args, given: dict | None = None) -> int:
+def run(args, given: dict | None = None, world=None) -> int:
     import tempfile
 
     import numpy as np
@@ -352,6 +377,7 @@ def run(args, given: dict | None = None) -> int:
     from codette_np import data as D
     from codette_np import memory as M
     from codette_np import evaluate as E
+    from codette_np import distributed as dist
     from codette_np.batches import batch_at, encode_example, pack_masks, pack_rows, pack_whole
     from codette_np.tokenizer import Tokenizer, VocabTooLarge, train_or_load
 
@@ -359,6 +385,8 @@ def run(args, given: dict | None = None) -> int:
         backend.check_environment()
     except ValueError as e:
         raise UserError(str(e)) from None
+    world = world or dist.World()
+    root = world.is_root  # rank 0 writes the run directory, logs, evaluates and exports
     out = Path(args.out or f"runs/{args.size}")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory; give a directory for the run")
@@ -378,21 +406,27 @@ def run(args, given: dict | None = None) -> int:
             raise UserError(f"{out} already holds a run ({' and '.join(held)}); continue it with "
                             f"{resume_command(out)}, start again there with --overwrite (its files are "
                             f"replaced), or give another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as e:
-        raise UserError(f"cannot write in the run directory {out}: {e.strerror or e}") from None
-    _HELD_LOCKS.append(_lock(out))  # held until the process ends
-    for p in ck.remove_stale_temporaries(out):
-        print(f"removed {p}, a temporary left by a save that was killed", file=sys.stderr)
+    if root:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=out):
+                pass
+        except OSError as e:
+            raise UserError(f"cannot write in the run directory {out}: {e.strerror or e}") from None
+        _HELD_LOCKS.append(_lock(out))  # held until the process ends
+        for p in ck.remove_stale_temporaries(out):
+            print(f"removed {p}, a temporary left by a save that was killed", file=sys.stderr)
     d = SIZE_DEFAULTS[args.size]
     B = args.batch_size or d["batch_size"]
     T = args.seq_len or d["seq_len"]
     max_lr = args.lr or d["lr"]
     min_lr = args.min_lr if args.min_lr is not None else max_lr / 10
-    log = Log(out, state["step"] if state else None)
+    log = Log(out, state["step"] if state else None, enabled=root)
+    if world.size > 1:
+        try:
+            rank_rows = dist.rows_of_rank(B, world.rank, world.size)
+        except ValueError as e:
+            raise UserError(str(e)) from None
 
     # 1) size and memory, before generating or allocating anything
     preset = ModelConfig.preset(args.size)
@@ -408,14 +442,22 @@ def run(args, given: dict | None = None) -> int:
         weights = state["header"].get("weights", "fp32")
     else:
         memory = args.memory
-    plan = M.plan_for(planned, B, T, memory, avail, weights, generation=args.eval_tool_samples > 0)
+    plan = M.plan_for(planned, B, T, memory, avail, weights, generation=args.eval_tool_samples > 0,
+                      ranks=world.size)
+    if world.size > 1 and plan.fused_update:
+        raise UserError(f"the '{plan.name}' memory plan (updates fused into backward) does not run over "
+                        f"several ranks yet: give --memory fp32 (the AdamW moments are sharded over the "
+                        f"{world.size} ranks)")
     log.say(f"model: {args.size}, {planned.n_params:,} parameters (d={planned.d_model}, "
             f"L={planned.n_layer}, H={planned.n_head}, V={planned.vocab_size}); {B} x {T} = "
             f"{B * T:,} tokens/step")
     log.say(plan.describe(avail))
-    if avail is not None and plan.total > avail and not args.ignore_memory_check:
-        lean = "" if plan.name == "lean" else "use --memory lean, "
-        raise UserError(f"this run needs about {_gib(plan.total)} but {_gib(avail)} is available; {lean}lower "
+    here = dist.local_ranks() if world.size > 1 else 1  # ranks sharing this machine's memory
+    if here > 1:
+        log.say(f"{here} ranks on this machine: {_gib(here * plan.total)} in all")
+    if avail is not None and here * plan.total > avail and not args.ignore_memory_check:
+        lean = "" if plan.name == "lean" or world.size > 1 else "use --memory lean, "
+        raise UserError(f"this run needs about {_gib(here * plan.total)} but {_gib(avail)} is available; {lean}lower "
                         f"--batch-size or --seq-len, pick a smaller --size, or pass "
                         f"--ignore-memory-check to try anyway")
 
@@ -440,6 +482,8 @@ def run(args, given: dict | None = None) -> int:
     # 3) tokenizer (cached by corpus hash and settings; restored from the checkpoint on resume)
     if state is not None:
         tok = Tokenizer.from_proto(ck.read_blob(state["path"], "tokenizer").tobytes())
+    elif not root:  # rank 0 trains (or loads) it and sends it
+        tok = Tokenizer.from_proto(world.bcast(None))
     else:
         corpus = [e["text"] for e in train_ex]
         try:
@@ -453,6 +497,8 @@ def run(args, given: dict | None = None) -> int:
                     f"the {args.size} preset's {planned.vocab_size}; ids {e.supported}.."
                     f"{planned.vocab_size - 1} are reserved and unused (add text with --data to fill them)")
             tok = train_or_load(corpus, e.supported, out / "tokenizer").with_reserved(planned.vocab_size)
+        if world.size > 1:
+            world.bcast(tok.model_proto)
     log.say(f"tokenizer: SentencePiece BPE, {tok.vocab_size} pieces"
             + (f" ({tok.vocab_size - tok.n_used} reserved)" if tok.n_used < tok.vocab_size else ""))
 
@@ -472,10 +518,20 @@ def run(args, given: dict | None = None) -> int:
     log.open()  # every input check has passed: from here on the run writes its files
     model = Model(cfg, seed=args.seed, backend=args.backend, recompute=plan.recompute,
                   fused_update=plan.fused_update, weights=plan.weights)
-    opt = AdamW(model, lr=max_lr, weight_decay=args.weight_decay, state=plan.optimizer_state, seed=args.seed)
+    bounds = dist.shard_bounds(model.layout, world.size)  # rank r keeps the moments of [b[r], b[r+1])
+    opt = AdamW(model, lr=max_lr, weight_decay=args.weight_decay, state=plan.optimizer_state, seed=args.seed,
+                shard=(bounds[world.rank], bounds[world.rank + 1]))
+    reducer = dist.GradReducer(world, model) if world.size > 1 else None
     step, tokens_seen, best_val = 0, 0, math.inf
-    if state is not None:  # streamed straight into the model's and the optimizer's buffers
+    if state is not None and world.size == 1:  # streamed straight into the model's and the optimizer's buffers
         ck.load_checkpoint(state["path"], into={**ck.model_blobs(model), **opt.state_arrays()})
+    elif state is not None:  # each rank reads the whole file and keeps its shard of the moments
+        _, blobs = ck.load_checkpoint(state["path"], into=ck.model_blobs(model))
+        for name, a in opt.state_arrays().items():
+            lo, hi = world.part_range(a.size)
+            a[:] = blobs[name][lo:hi]
+        del blobs
+    if state is not None:
         opt.t = state["header"]["opt_t"]
         opt.last_grad_norm = state["header"].get("last_grad_norm")
         step = state["header"]["step"]
@@ -483,11 +539,25 @@ def run(args, given: dict | None = None) -> int:
         best_val = state["header"]["best_val"] if state["header"]["best_val"] is not None else math.inf
         log.say(f"resumed from {out / 'last.ckpt'} at step {step}")
     log.say(f"backend: {model.backend_name}; threads: {os.environ.get('OMP_NUM_THREADS', 'all')}")
+    if world.size > 1:
+        import socket
+
+        where = world.comm.allgather(f"{os.getpid()} on {socket.gethostname()}")
+        log.say(f"{world.size} ranks, {B // world.size} of every {B} rows each, the AdamW moments sharded; "
+                + ", ".join(f"rank {r}: pid {w}" for r, w in enumerate(where)))
     evaluator = E.Evaluator(model, tok, val_ex, T, batch_size=B, train_on=args.train_on, packing=args.packing,
                             tool_samples=args.eval_tool_samples, max_rows_per_category=args.eval_rows)
     evaluator.stop = lambda: stop["sig"] is not None
 
     def save(path, kind):
+        """Write a checkpoint (every rank calls it: rank 0 gathers the moments' shards and writes)."""
+        if world.size > 1:
+            moments = {name: world.gather_to_root(a) for name, a in opt.state_arrays().items()}
+            ok = _write(path, kind, moments) if root else None
+            return world.bcast(ok)
+        return _write(path, kind, opt.state_arrays())
+
+    def _write(path, kind, moments):
         header = {"format": CKPT_FORMAT, "kind": kind, "step": step, "tokens_seen": tokens_seen,
                   "best_val": best_val if math.isfinite(best_val) else None,
                   "opt_t": opt.t, "last_grad_norm": opt.last_grad_norm, "config": cfg.to_dict(), "shape": [B, T], "size": args.size,
@@ -498,8 +568,7 @@ def run(args, given: dict | None = None) -> int:
                   "rng": {"seed": args.seed, "data_order": "default_rng([seed, epoch]).permutation"},
                   "data_sha256": digest, "backend": model.backend_name,
                   "memory_plan": plan.name, "optimizer_state": opt.state_format, "weights": model.weights}
-        blobs = {**ck.model_blobs(model), **opt.state_arrays(),
-                 "tokenizer": np.frombuffer(tok.model_proto, dtype=np.uint8)}
+        blobs = {**ck.model_blobs(model), **moments, "tokenizer": np.frombuffer(tok.model_proto, dtype=np.uint8)}
         try:
             ck.save_checkpoint(path, header, blobs)
         except ValueError as e:
@@ -524,15 +593,23 @@ def run(args, given: dict | None = None) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def do_eval():
+        """Rank 0 evaluates (the other ranks wait, asleep); every rank learns the result."""
         nonlocal best_val
-        t_e = time.time()
-        try:
-            res = evaluator.run()
-        except E.EvaluationStopped:  # a signal: the caller saves and stops
+        res = None
+        if root:
+            t_e = time.time()
+            try:
+                res = evaluator.run()
+            except E.EvaluationStopped:  # a signal: the caller saves and stops
+                res = None
+            if res is not None:
+                log.record({"step": step, "kind": "eval", **res, "seconds": round(time.time() - t_e, 2)})
+                log.say(E.format_report(res, step))
+        if world.size > 1:
+            world.wait_for_all()
+            res = world.bcast(res)
+        if res is None:
             return None
-        rec = {"step": step, "kind": "eval", **res, "seconds": round(time.time() - t_e, 2)}
-        log.record(rec)
-        log.say(E.format_report(res, step))
         if res["overall"]["loss"] < best_val:
             best_val = res["overall"]["loss"]
             save(out / "best.ckpt", "best")
@@ -540,7 +617,7 @@ def run(args, given: dict | None = None) -> int:
 
     # 4) the loop (5: export after it)
     bad = 0
-    bar = tqdm(total=args.max_steps, initial=step, disable=args.quiet, unit="step",
+    bar = tqdm(total=args.max_steps, initial=step, disable=args.quiet or not root, unit="step",
                dynamic_ncols=True, desc="train")
     t_last = time.perf_counter()
     last_eval = None
@@ -550,6 +627,18 @@ def run(args, given: dict | None = None) -> int:
         loss = norm = float("nan")
         if not (y >= 0).any():  # context only (one long prompt, say): nothing to learn from
             log.say(f"step {step}: no trained token in this batch; step skipped", echo=False)
+        elif world.size > 1:  # this rank's rows; gradients summed over the ranks while backward runs
+            loss = model.forward_backward(x[rank_rows], y[rank_rows], on_grads=reducer.on_grads,
+                                          n_targets=int(np.count_nonzero(y >= 0)))
+            reducer.finish()
+            loss = world.sum(loss)  # each rank's share of the global mean
+            if math.isfinite(loss):
+                try:
+                    norm = opt.step(lr=lr, max_grad_norm=args.max_grad_norm or None)  # this rank's shard
+                except FloatingPointError:
+                    pass
+                else:
+                    world.allgather_params(model.params, bounds)
         else:
             if plan.fused_update:  # each layer updated as soon as its gradients are complete
                 loss, norm = opt.fused_step(x, y, lr=lr, max_grad_norm=args.max_grad_norm or None)
@@ -584,6 +673,8 @@ def run(args, given: dict | None = None) -> int:
             last_eval = do_eval()
         if step % args.save_every == 0:
             save(out / "last.ckpt", "periodic")
+        if world.size > 1:  # a signal to any rank stops every rank at this step
+            stop["sig"] = world.first(stop["sig"])
         if stop["sig"] is not None:
             bar.close()
             save(out / "last.ckpt", "interrupted")
@@ -604,6 +695,8 @@ def run(args, given: dict | None = None) -> int:
         return 128 + stop["sig"]
 
     # 5) the loss plot and the export
+    if not root:
+        return 0
     from codette_np import plot
 
     try:

@@ -134,7 +134,7 @@ def test_optimizer_updates_bf16_weights_as_the_reference(rng, state):
         before = {n: m.stored(n).copy() for n, _ in m.named_parameters()}
         moments = {k: a.copy() for k, a in opt.state_arrays().items()}
         opt.step(lr=1e-3)
-        for sl, kind, off, blk in opt._plan:
+        for sl, kind, off, blk, _, _ in opt._plan:
             if not stored_bf16(sl.name, sl.shape):
                 continue
             p64 = ref.bf16_decode(before[sl.name])

@@ -1,0 +1,225 @@
+"""Data parallelism over MPI: `mpiexec -n R python -m codette_np.train ...`.
+
+Every rank holds the whole model and takes its B / R rows of every global
+batch of B rows (the single-process data order: `rows_of_rank`). Each rank's
+loss gradient is normalized by the global batch's target count, so summing
+the ranks' gradients gives the single process's gradient. The sum runs in
+place over the flat gradient buffer, in buckets of contiguous spans launched
+(non-blocking) as backward completes them (`GradReducer`), as PyTorch DDP
+overlaps its 25 MB buckets with backward.
+
+The AdamW moments are sharded (ZeRO stage 1): rank r keeps and updates only
+the moments of its slice [bounds[r], bounds[r+1]) of the flat parameter
+buffer (`shard_bounds`, `optim.AdamW(shard=)`); the updated slices are then
+all-gathered (`World.allgather_params`). Checkpoints hold the gathered
+moments, in the single-process format, so a run resumes on any number of
+ranks.
+
+A process started without mpiexec (or with one rank) gets `World()`, of size
+1, and no MPI is imported: mpi4py and an MPI are the optional `[mpi]` extra.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from codette_np.kernels.ref import Q8_BLOCK
+
+# the launchers' rank-count variables: MPICH/Intel MPI (Hydra), Open MPI, PMIx, MVAPICH
+SIZE_ENV = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
+BUCKET_BYTES = 25 * 2**20  # gradients are summed in spans of about this many bytes
+
+
+def launched_ranks() -> int:
+    """The number of ranks the MPI launcher started (1 when not launched by one)."""
+    for name in SIZE_ENV:
+        v = os.environ.get(name, "")
+        if v.isdigit():
+            return int(v)
+    return 1
+
+
+LOCAL_SIZE_ENV = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "PMIX_LOCAL_SIZE", "MV2_COMM_WORLD_LOCAL_SIZE")
+
+
+def local_ranks() -> int:
+    """The number of ranks the launcher started on this machine (they share its memory)."""
+    for name in LOCAL_SIZE_ENV:
+        v = os.environ.get(name, "")
+        if v.isdigit():
+            return int(v)
+    return launched_ranks()
+
+
+class World:
+    """The ranks of a run: World() is the single process; World.from_environment() the job."""
+
+    def __init__(self, comm=None):
+        self.comm = comm
+        self.rank = comm.Get_rank() if comm is not None else 0
+        self.size = comm.Get_size() if comm is not None else 1
+
+    @classmethod
+    def from_environment(cls) -> "World":
+        n = launched_ranks()
+        if n <= 1:
+            return cls()
+        try:
+            from mpi4py import MPI
+        except ImportError:
+            raise RuntimeError(f"started by mpiexec with {n} ranks, but mpi4py is not installed: "
+                               "pip install 'codette_np[mpi]' (mpi4py and MPICH)") from None
+        return cls(MPI.COMM_WORLD)
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, x: float) -> float:
+        """x summed over the ranks (in rank order, the same on every rank)."""
+        if self.comm is None:
+            return x
+        return float(sum(self.comm.allgather(float(x))))
+
+    def any(self, flag: bool) -> bool:
+        return flag if self.comm is None else any(self.comm.allgather(bool(flag)))
+
+    def first(self, x):
+        """The first x that is not None, in rank order (None if every rank's is None)."""
+        if self.comm is None:
+            return x
+        return next((v for v in self.comm.allgather(x) if v is not None), None)
+
+    def bcast(self, obj):
+        """Rank 0's obj, on every rank."""
+        return obj if self.comm is None else self.comm.bcast(obj, root=0)
+
+    def wait_for_all(self, poll: float = 0.01):
+        """A barrier that sleeps while it waits (a rank waiting on rank 0's evaluation or
+        checkpoint leaves its core to it instead of spinning)."""
+        if self.comm is None:
+            return
+        req = self.comm.Ibarrier()
+        while not req.Test():
+            time.sleep(poll)
+
+    def abort(self, code: int = 1):
+        if self.comm is not None:
+            self.comm.Abort(code)
+
+    # -- arrays ------------------------------------------------------------
+
+    def allgather_params(self, flat: np.ndarray, bounds: list[int]):
+        """After each rank updated its slice [bounds[r], bounds[r + 1]) of flat (P,): every
+        rank holds every slice."""
+        if self.comm is None:
+            return
+        from mpi4py import MPI
+
+        counts = [bounds[r + 1] - bounds[r] for r in range(self.size)]
+        self.comm.Allgatherv(MPI.IN_PLACE, [flat, counts, bounds[:-1], _mpi_type(flat)])
+
+    def gather_to_root(self, part: np.ndarray) -> np.ndarray | None:
+        """The ranks' parts (n_r,) concatenated in rank order, on rank 0 (None elsewhere)."""
+        if self.comm is None:
+            return part
+        counts = self.comm.allgather(part.size)
+        out = np.empty(sum(counts), part.dtype) if self.is_root else None
+        displs = [sum(counts[:r]) for r in range(self.size)]
+        self.comm.Gatherv(np.ascontiguousarray(part),
+                          [out, counts, displs, _mpi_type(part)] if self.is_root else None, root=0)
+        return out
+
+    def part_range(self, length: int) -> tuple[int, int]:
+        """(start, end) of this rank's part, of `length` elements, in the rank-ordered
+        concatenation of the ranks' parts (each rank passes its own length)."""
+        if self.comm is None:
+            return 0, length
+        counts = self.comm.allgather(length)
+        start = sum(counts[:self.rank])
+        return start, start + counts[self.rank]
+
+
+def _mpi_type(a: np.ndarray):
+    from mpi4py import MPI
+
+    return {np.dtype(np.float32): MPI.FLOAT, np.dtype(np.float64): MPI.DOUBLE,
+            np.dtype(np.uint16): MPI.UINT16_T, np.dtype(np.uint8): MPI.UINT8_T}[a.dtype]
+
+
+def rows_of_rank(B: int, rank: int, size: int) -> slice:
+    """The rows of a global batch of B rows that rank `rank` of `size` trains on."""
+    if B % size:
+        raise ValueError(f"--batch-size {B} does not split evenly over {size} ranks; "
+                         f"give a multiple of {size}")
+    per = B // size
+    return slice(rank * per, (rank + 1) * per)
+
+
+def shard_bounds(layout, size: int) -> list[int]:
+    """size + 1 offsets into the flat buffer: rank r's moments cover [b[r], b[r+1]). Each
+    inner boundary is the even split point moved down to a multiple of Q8_BLOCK elements
+    from the start of the tensor it falls in (so 8-bit blocks are never cut)."""
+    P = layout.total
+    bounds = [0]
+    for r in range(1, size):
+        target = r * P // size
+        sl = next(s for s in layout.slots if s.offset <= target < s.offset + s.size)
+        b = sl.offset + (target - sl.offset) // Q8_BLOCK * Q8_BLOCK
+        bounds.append(max(b, bounds[-1]))
+    bounds.append(P)
+    return bounds
+
+
+class GradReducer:
+    """Sums model.grads over the ranks in place. forward_backward reports each group of
+    tensors as its gradients complete (on_grads), from the end of the flat buffer toward its
+    start; the reducer joins adjacent groups into spans of BUCKET_BYTES and starts a
+    non-blocking all-reduce on each span as soon as it is full; finish() waits for them all."""
+
+    def __init__(self, world: World, model, bucket_bytes: int = BUCKET_BYTES):
+        self.world, self.model, self.bucket = world, model, bucket_bytes
+        by = model.layout.by_name
+        self._span = {}  # first name of a group -> its (lo, hi) in the flat buffer
+        for names in model.grad_groups():
+            lo = min(by[n].offset for n in names)
+            hi = max(by[n].offset + by[n].size for n in names)
+            assert hi - lo == sum(by[n].size for n in names), f"group {names} is not contiguous"
+            self._span[names[0]] = (lo, hi)
+        self._pending = None  # (lo, hi) of the span not yet launched
+        self._requests = []
+        self._views = []  # the launched spans (kept alive until their requests complete)
+
+    def on_grads(self, names):
+        lo, hi = self._span[names[0]]
+        if self._pending is not None and self._pending[0] == hi:  # adjacent: grow the span downward
+            lo, hi = lo, self._pending[1]
+        elif self._pending is not None:
+            self._launch()
+        self._pending = (lo, hi)
+        if (hi - lo) * self.model.grads.itemsize >= self.bucket:
+            self._launch()
+        if self._requests:  # let MPI progress the reductions already started
+            from mpi4py import MPI
+
+            MPI.Request.Testall(self._requests)
+
+    def _launch(self):
+        from mpi4py import MPI
+
+        lo, hi = self._pending
+        view = self.model.grads[lo:hi]
+        self._requests.append(self.world.comm.Iallreduce(MPI.IN_PLACE, [view, _mpi_type(view)], op=MPI.SUM))
+        self._views.append(view)
+        self._pending = None
+
+    def finish(self):
+        from mpi4py import MPI
+
+        if self._pending is not None:
+            self._launch()
+        MPI.Request.Waitall(self._requests)
+        self._requests, self._views = [], []
