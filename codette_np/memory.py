@@ -1,19 +1,25 @@
 """The memory plan of a training run, printed before anything is allocated.
 
 Two plans:
-- "fp32": float32 weights, gradients and AdamW moments (16 bytes per parameter);
-- "lean": the blocks' matrices stored as bf16 (Model(weights="bf16"), updated
-  in float32 and stored back with stochastic rounding; the embedding and 1-D
-  tensors stay float32, and one layer is decoded to float32 at a time), AdamW
-  moments as 8-bit blockwise codes (optim.AdamW state "q8", about 2.05 bytes
-  per parameter), activations recomputed layer by layer in backward
-  (Model(recompute=True): only each layer's input is kept, for about a third
-  more compute), and the update fused into backward (Model(fused_update=True),
-  AdamW.fused_step): only one layer's gradients, and the tied embedding's,
-  exist at once. About 4 bytes per parameter in all.
-"auto" is the fp32 plan when it fits in the available memory, else the lean one.
-Activations (model.Model.activation_bytes), evaluation's buffers and a fixed
-allowance for the interpreter, the libraries and the tokenized data come on top.
+- "fp32": float32 gradients and AdamW moments (16 bytes per parameter with
+  float32 weights) and every layer's activations;
+- "lean": AdamW moments as 8-bit blockwise codes (optim.AdamW state "q8",
+  about 2.05 bytes per parameter), activations recomputed layer by layer in
+  backward (Model(recompute=True): only each layer's input is kept, for
+  about a third more compute), and the update fused into backward
+  (Model(fused_update=True), AdamW.fused_step): only one matrix's gradients,
+  the tied embedding's and one layer's vectors exist at once. About 6 bytes
+  per parameter with float32 weights.
+Weights "fp32" or "bf16": with bf16 the blocks' matrices are stored in 2
+bytes (Model(weights="bf16"): updated in float32 and stored back with
+stochastic rounding; the embedding and 1-D tensors stay float32; one matrix
+is decoded to float32 at a time, into the buffer its gradient then uses):
+about 4 bytes per parameter in the lean plan. bf16 weights cost quality on
+small models (README), so "auto" keeps float32 weights when they fit.
+"auto" is the fp32 plan when it fits in the available memory, else the lean
+one. Activations (model.Model.activation_bytes), evaluation's buffers and a
+fixed allowance for the interpreter, the libraries and the tokenized data
+come on top.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from codette_np.optim import WEIGHT_CHUNK, state_bytes_per_param
 from codette_np.params import ParamLayout
 
 MEMORY_PLANS = ("auto", "fp32", "lean")
+WEIGHT_CHOICES = ("auto", "fp32", "bf16")  # "auto": fp32 weights when the plan fits with them, else bf16
 STATE_OF_PLAN = {"fp32": "fp32", "lean": "q8"}  # AdamW moment format of each plan
 RUNTIME_BYTES = 200 * 2**20  # interpreter, libraries, data and tokenizer: 158 MiB measured at micro, before the model
 
@@ -48,7 +55,7 @@ class Plan:
 
     def describe(self, available: int | None = None) -> str:
         """One line per buffer (bytes per parameter where it scales with them), then the total."""
-        lines = [f"memory plan '{self.name}':"]
+        lines = [f"memory plan '{self.name}', weights {self.weights}:"]
         for what, b in self.buffers:
             per = f"{b / self.n_params:5.2f} B/param" if what.startswith(("weights", "gradients", "AdamW")) else " " * 13
             lines.append(f"  {what:<48} {per}  {gib(b):>10}")
@@ -58,17 +65,23 @@ class Plan:
 
 
 def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = None,
-             weights: str | None = None, generation: bool = True, ranks: int = 1) -> "Plan":
-    """The plan `memory` ("auto", "fp32" or "lean") for a model of `cfg` trained on B x T;
-    weights overrides the plan's weight format (a run resumed from a checkpoint keeps its own);
+             weights: str = "auto", generation: bool = True, ranks: int = 1) -> "Plan":
+    """The plan `memory` ("auto", "fp32" or "lean") for a model of `cfg` trained on B x T, with
+    weights "fp32", "bf16" or "auto" (fp32 when the plan fits in `available` with them, else bf16);
     generation: whether evaluation generates text (so holds a key/value cache); ranks: the
     number of ranks of a distributed run (the plan is one rank's: its shard of the moments,
     and on rank 0 the gathered moments while a checkpoint is written)."""
     if memory not in MEMORY_PLANS:
         raise ValueError(f"memory must be one of {MEMORY_PLANS}, not {memory!r}")
+    if weights not in WEIGHT_CHOICES:
+        raise ValueError(f"weights must be one of {WEIGHT_CHOICES}, not {weights!r}")
     if memory == "auto":
-        fp32 = plan_for(cfg, B, T, "fp32", generation=generation, ranks=ranks)
+        fp32 = plan_for(cfg, B, T, "fp32", weights="fp32" if weights == "auto" else weights,
+                        generation=generation, ranks=ranks)
         memory = "fp32" if available is None or fp32.total <= available else "lean"
+    if weights == "auto":
+        wide = plan_for(cfg, B, T, memory, weights="fp32", generation=generation, ranks=ranks)
+        weights = "fp32" if available is None or wide.total <= available else "bf16"
     from codette_np.model import _act_bytes
 
     layout = ParamLayout(cfg)
@@ -86,7 +99,6 @@ def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = 
         evaluation += 4 * cfg.n_layer * cfg.context_length * 2 * cfg.d_model
     C, F = cfg.d_model, cfg.d_ff
     largest = max(3 * C * C, C * F)  # elements of the largest product's weight (q | k | v as one)
-    weights = weights or ("bf16" if lean else "fp32")
     if lean:  # the largest matrix's gradients (in the decoded-weight buffer with bf16 weights),
         # one layer's vectors', the embedding's and the final norm's
         edges = sum(s.size for s in layout.slots if not s.name.startswith("blk."))

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from codette_np.batches import TRAIN_ON
-from codette_np.memory import MEMORY_PLANS
+from codette_np.memory import MEMORY_PLANS, WEIGHT_CHOICES
 from codette_np.argtypes import (Parser, int_at_least, nonempty, nonneg_float, nonneg_int, positive_float,
                                  positive_int)
 
@@ -111,16 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--export-dtype", default="f16", choices=["none", "f32", "f16", "bf16", "q8_0", "q4_0"],
                     help="GGUF written at the end of the run (default f16; 'none' skips export)")
     ap.add_argument("--memory", choices=list(MEMORY_PLANS), default="auto",
-                    help="memory plan: 'fp32' keeps weights, gradients and both AdamW moments in fp32 "
-                         "(16 bytes per parameter) and every layer's activations; 'lean' stores the "
-                         "blocks' matrices as bf16 (updated in fp32, stored back with stochastic "
-                         "rounding) and the moments as 8-bit blockwise codes, updates each layer as soon "
-                         "as its gradients are complete (so one layer's gradients exist at a time; "
-                         "clipping uses the previous step's norm) and recomputes activations in backward "
-                         "(about 4 bytes per parameter, a third more compute); 'auto' (default) is fp32 "
-                         "when it fits in the available memory, else lean. A resumed run keeps its plan. "
-                         "The plan is printed before anything is "
+                    help="memory plan: 'fp32' keeps gradients and both AdamW moments in fp32 (16 "
+                         "bytes per parameter with fp32 weights) and every layer's activations; 'lean' "
+                         "stores the moments as 8-bit blockwise codes, updates each weight as soon as "
+                         "its gradient is complete (so one matrix's gradients exist at a time; clipping "
+                         "uses the previous step's norm) and recomputes activations in backward (about 6 "
+                         "bytes per parameter with fp32 weights, 4 with --weights bf16; a third more "
+                         "compute); 'auto' (default) is fp32 when it fits in the available memory, else "
+                         "lean. A resumed run keeps its plan. The plan is printed before anything is "
                          "allocated")
+    ap.add_argument("--weights", choices=list(WEIGHT_CHOICES), default="auto",
+                    help="storage of the blocks' matrices: 'fp32', or 'bf16' (2 bytes per parameter, "
+                         "updated in fp32 and stored back with stochastic rounding; costs some quality "
+                         "on small models); 'auto' (default) is fp32 when the plan fits with it, else "
+                         "bf16. A resumed run keeps its weights")
     ap.add_argument("--ignore-memory-check", action="store_true",
                     help="train even if the memory estimate exceeds the available RAM")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -246,7 +250,7 @@ class Log:
 
 # the flags a --resume may give again (everything else comes from the checkpoint)
 # what a run did before these flags existed (its checkpoint does not name them)
-BEFORE_THE_FLAG = {"train_on": "all", "packing": "stream", "memory": "fp32"}
+BEFORE_THE_FLAG = {"train_on": "all", "packing": "stream", "memory": "fp32", "weights": "fp32"}
 RESUMABLE = ("max_steps", "eval_every", "eval_rows", "eval_tool_samples", "save_every", "threads", "quiet",
              "ignore_memory_check", "export_dtype", "allow_data_change")
 
@@ -436,12 +440,11 @@ def run(args, given: dict | None = None, world=None) -> int:
         planned = preset.replace(vocab_size=args.vocab_size or preset.vocab_size,
                                  context_length=max(preset.context_length, T))
     avail = available_memory_bytes()
-    weights = None
     if state is not None:  # the checkpoint's plan: its weights and optimizer state are stored so
         memory = state["header"].get("memory_plan", "fp32")
         weights = state["header"].get("weights", "fp32")
     else:
-        memory = args.memory
+        memory, weights = args.memory, args.weights
     plan = M.plan_for(planned, B, T, memory, avail, weights, generation=args.eval_tool_samples > 0,
                       ranks=world.size)
     if world.size > 1 and plan.fused_update:

@@ -523,18 +523,21 @@ def test_tool_call_evaluation_agrees_with_llama_cpp(trained):
 
 @pytest.mark.slow
 def test_a_lean_trained_model_runs_in_llama_cpp(tmp_path):
-    """Trained with --memory lean (8-bit moments, fused update, recompute), exported f32 by the
-    trainer: llama.cpp's logits are the engine's, as for any other model."""
+    """Trained with --memory lean --weights bf16 (bf16 weights, 8-bit moments, fused update,
+    recompute), exported f32 by the trainer: llama.cpp's logits are the engine's, as for any
+    other model."""
     need_llama_cpp()
     out = tmp_path / "lean"
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
     r = subprocess.run([sys.executable, "-m", "codette_np.train", "--size", "nano", "--max-steps", "30",
-                        "--memory", "lean", "--export-dtype", "f32", "--eval-tool-samples", "0", "--quiet",
+                        "--memory", "lean", "--weights", "bf16", "--export-dtype", "f32",
+                        "--eval-tool-samples", "0", "--quiet",
                         "--samples", "400", "--out", str(out)], env=env, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "memory plan 'lean'" in (out / "train.log").read_text()
+    assert "memory plan 'lean', weights bf16" in (out / "train.log").read_text()
     model, tok, _ = ck.load_model_and_tokenizer(out / "last.ckpt")
+    assert model.weights == "bf16"
     prompts = [[tok.bos_id] + tok.encode(e["text"])[:40] for e in data.generate(3, seed=77)]
     errs = [rel_err(got, model.forward(np.array([ids], dtype=np.int32))[0])
             for ids, got in zip(prompts, llama("logits", out / "codette-nano-f32.gguf", prompts))]

@@ -21,16 +21,16 @@ WRAP = ("import resource, runpy, sys\n"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("memory", ["fp32", "lean"])
-def test_peak_rss_is_the_printed_estimate(tmp_path, memory):
-    out = tmp_path / memory
+@pytest.mark.parametrize("memory,weights", [("fp32", "fp32"), ("lean", "fp32"), ("lean", "bf16")])
+def test_peak_rss_is_the_printed_estimate(tmp_path, memory, weights):
+    out = tmp_path / f"{memory}-{weights}"
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
                MKL_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-c", WRAP, "--size", "micro", "--max-steps", "2", "--memory", memory,
+    r = subprocess.run([sys.executable, "-c", WRAP, "--size", "micro", "--max-steps", "2", "--memory", memory, "--weights", weights,
                         "--eval-tool-samples", "0", "--export-dtype", "none", "--quiet", "--out", str(out)],
                        env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     total = float(re.search(r"^\s+total\s+([\d.]+) GiB", (out / "train.log").read_text(), re.M).group(1))
     peak = int(re.search(r"peak_rss_kib (\d+)", r.stderr).group(1)) / 2**20
-    print(f"{memory}: peak RSS {peak:.3f} GiB, estimate {total:.2f} GiB")
+    print(f"{memory}, weights {weights}: peak RSS {peak:.3f} GiB, estimate {total:.2f} GiB")
     assert abs(peak - total) <= 0.10 * total, f"peak RSS {peak:.3f} GiB, estimate {total:.2f} GiB"

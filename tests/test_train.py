@@ -35,16 +35,16 @@ def step_losses(out):
     return {r["step"]: r["loss"] for r in recs if "loss" in r and r.get("kind") != "eval"}
 
 
-@pytest.mark.parametrize("memory", ["fp32", "lean"])
-def test_resume_after_sigkill_is_bit_identical(tmp_path, memory):
+@pytest.mark.parametrize("memory,weights", [("fp32", "fp32"), ("lean", "fp32"), ("lean", "bf16")])
+def test_resume_after_sigkill_is_bit_identical(tmp_path, memory, weights):
     n = 12
-    train(tmp_path / "a", "--max-steps", str(n), "--save-every", "4", "--memory", memory)
+    train(tmp_path / "a", "--max-steps", str(n), "--save-every", "4", "--memory", memory, "--weights", weights)
     full = step_losses(tmp_path / "a")
     assert sorted(full) == list(range(1, n + 1))
 
     b = tmp_path / "b"
     cmd = [sys.executable, "-m", "codette_np.train", *BASE, "--out", str(b), "--max-steps", str(n),
-           "--save-every", "4", "--memory", memory]
+           "--save-every", "4", "--memory", memory, "--weights", weights]
     p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while time.time() < deadline:  # kill once step 6 is logged (a checkpoint exists at step 4)
@@ -68,6 +68,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, memory):
     _, blobs_b = load_checkpoint(b / "last.ckpt")
     assert sorted(blobs_a) == sorted(blobs_b)
     assert ("v_low" in blobs_a) == (memory == "lean")  # the lean plan keeps 8-bit moments
+    assert ("params_bf16" in blobs_a) == (weights == "bf16")
     for name in blobs_a:
         assert np.array_equal(blobs_a[name], blobs_b[name]), name
 
