@@ -2,7 +2,8 @@
 at the `micro` and `mini` presets with batch 8 x 256 tokens.
 
 A `lean` row times the lean memory plan's step (8-bit moments, the update
-fused into backward, activations recomputed) on the first compiled backend.
+fused into backward, activations recomputed) on the first compiled backend,
+with fp32 weights and with bf16 weights (`lean bf16 weights`).
 Two more rows put the rates in context, measured in the same run:
 - `matmul-floor`: `forward_backward` with every kernel replaced by a no-op,
   so only the model's numpy matrix products (the linear layers and the LM
@@ -54,18 +55,20 @@ def test_train_step(record, size, backend):
     record(f"step:{size}", f"train step B{B} T{T}", backend, step, B * T, "tokens", rounds=ROUNDS[size])
 
 
+@pytest.mark.parametrize("weights", ["fp32", "bf16"])
 @pytest.mark.parametrize("size", SIZES)
-def test_lean_train_step(record, size):
+def test_lean_train_step(record, size, weights):
     """The lean memory plan's step on the C backend (numba, else numpy, without it): 8-bit
-    moments, the update fused into backward, activations recomputed."""
+    moments, the update fused into backward, activations recomputed; fp32 or bf16 weights."""
     backend = next(b for b in ("c", "numba", "numpy") if b in BACKENDS)
     cfg = ModelConfig.preset(size)
-    model = Model(cfg, seed=0, backend=backend, recompute=True, fused_update=True)
+    model = Model(cfg, seed=0, backend=backend, recompute=True, fused_update=True, weights=weights)
     opt = AdamW(model, lr=1e-4, state="q8")
     x, y = _batch(cfg)
     loss0, _ = opt.fused_step(x, y, lr=0.0)  # check: a sane loss before timing
     assert abs(loss0 - np.log(cfg.vocab_size)) < 0.5
-    record(f"step:{size}", f"train step B{B} T{T}", f"{backend} lean", lambda: opt.fused_step(x, y, max_grad_norm=1.0),
+    name = f"{backend} lean" + (" bf16 weights" if weights == "bf16" else "")
+    record(f"step:{size}", f"train step B{B} T{T}", name, lambda: opt.fused_step(x, y, max_grad_norm=1.0),
            B * T, "tokens", rounds=ROUNDS[size])
 
 

@@ -84,7 +84,9 @@ def test_two_ranks_train_as_one_process_and_resume_on_any_rank_count(tmp_path):
     assert "AdamW moments fp32 (1/2 shard)" in r.stdout
     a, b = losses(one), losses(two)
     assert len(a) == len(b) == 50
-    assert close(a, b), max(abs(x - y) / x for x, y in zip(a, b))
+    worst = max(abs(x - y) / x for x, y in zip(a, b))
+    print(f"\n2 ranks vs 1 process, nano, 50 steps: largest relative loss difference {worst:.1e}")
+    assert close(a, b), worst
     pa, pb = params(one), params(two)
     for name in ("params", "m", "v"):  # the gathered moments are the single process's
         assert pa[name].shape == pb[name].shape
