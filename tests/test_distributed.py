@@ -113,7 +113,8 @@ def test_two_ranks_train_as_one_process_and_resume_on_any_rank_count(tmp_path):
 @need_mpi
 def test_bad_batch_split_and_lean_plan_are_clear_errors(tmp_path):
     for extra, msg in ((["--batch-size", "3"], "does not split evenly over 2 ranks"),
-                       (["--memory", "lean"], "does not run over several ranks yet")):
+                       (["--memory", "lean"], "does not run over several ranks yet"),
+                       (["--weights", "bf16"], "bf16 weights do not run over several ranks yet")):
         r = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "codette_np.train", *ARGS, *extra,
                             "--max-steps", "2", "--out", str(tmp_path / "bad")],
                            capture_output=True, text=True, timeout=120, env=ENV, cwd=ROOT)
