@@ -701,8 +701,9 @@ def run(args, given: dict | None = None, world=None) -> int:
                 f"--checkpoint {out} writes it)")
         return 128 + stop["sig"]
 
-    # 5) the loss plot and the export
+    # 5) the loss plot and the export (rank 0; the other ranks wait for it asleep)
     if not root:
+        world.wait_for_all()
         return 0
     from codette_np import plot
 
@@ -715,6 +716,7 @@ def run(args, given: dict | None = None, world=None) -> int:
         model.free_buffers()
         del opt
         _export(model, tok, cfg, out, args.export_dtype, step, tokens_seen, last_eval, log, args.size)
+    world.wait_for_all()
     return 0
 
 
