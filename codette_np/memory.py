@@ -89,7 +89,7 @@ def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = 
     state = STATE_OF_PLAN[memory]
     opt_all = round(state_bytes_per_param(state, layout) * P)
     opt = -(-opt_all // ranks)
-    fmt = {"fp32": "fp32", "q8": "8-bit blockwise"}[state]
+    fmt = {"fp32": "fp32", "bf16": "bf16", "q8": "8-bit blockwise"}[state]
     lean = memory == "lean"  # recompute, fused update, 8-bit moments
     act = _act_bytes(cfg, B, T, "float32", recompute=lean)
     # evaluation: one row of logits per sequence (B, T, V), and, when it generates (the tool-call

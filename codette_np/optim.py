@@ -61,6 +61,7 @@ def _check_clip(max_grad_norm):
 
 
 STATES = ("fp32", "bf16", "q8")
+CLIP_RULES = ("exact", "previous")  # fused_step's clipping: a norm-measuring first pass, or the previous norm
 WEIGHT_CHUNK = 1 << 18  # bf16 weights are updated this many at a time (a multiple of Q8_BLOCK)
 assert WEIGHT_CHUNK % Q8_BLOCK == 0
 SMALL_TENSOR = 4096  # tensors with fewer elements keep float32 moments in every format
@@ -216,23 +217,41 @@ class AdamW:
                             self.m_absmax[b0:b0 + nb], self.v_absmax[b0:b0 + nb], decay, *hyper,
                             self.seed, at)
 
-    def fused_step(self, tokens, targets, lr: float | None = None,
-                   max_grad_norm: float | None = None) -> tuple[float, float]:
+    def fused_step(self, tokens, targets, lr: float | None = None, max_grad_norm: float | None = None,
+                   clip: str = "exact") -> tuple[float, float]:
         """(loss, grad norm): forward_backward with each group of tensors updated as soon as its
         gradients are complete, so a model made with fused_update=True needs no full gradient
-        buffer. The global norm is known only at the end of backward, so clipping scales this
-        step's gradients by min(1, max_grad_norm / the previous step's norm) (no clipping on the
-        first step). A non-finite gradient stops the updates from its group on: the tensors
-        already updated keep their update, and the norm returned is NaN."""
+        buffer. The global norm is known only at the end of backward, so clipping is either
+        clip="exact": a first forward and backward pass only measures the norm (nothing is
+        updated, nothing kept), the second updates with min(1, max_grad_norm / norm), as the
+        full-buffer step does, for twice the compute; or clip="previous": one pass, scaled by
+        min(1, max_grad_norm / the previous step's norm) (no clipping on the first step). A
+        non-finite gradient stops the updates from its group on (clip="exact": the step is
+        skipped before anything moves); the norm returned is then NaN."""
         lr = self.lr if lr is None else _check_lr(lr)
         _check_clip(max_grad_norm)
-        scale = 1.0
-        prev = self.last_grad_norm
-        if max_grad_norm and prev is not None and prev > max_grad_norm:
-            scale = max_grad_norm / (prev + 1e-6)
+        if clip not in CLIP_RULES:
+            raise ValueError(f"clip must be one of {CLIP_RULES}, not {clip!r}")
+        K, g = self.model.kernels, self.model._g
+        scale, measured = 1.0, None
+        if max_grad_norm and clip == "exact":  # pass 1: the norm of this step's gradients
+            sumsq = [0.0]
+
+            def measure(names):
+                sumsq[0] += sum(K.grad_norm_sq(g[n].reshape(-1)) for n in names)
+
+            loss = self.model.forward_backward(tokens, targets, on_grads=measure)
+            measured = math.sqrt(sumsq[0]) if math.isfinite(sumsq[0]) else math.nan
+            if not (math.isfinite(loss) and math.isfinite(measured)):
+                return loss, math.nan  # nothing moved: the step did not happen
+            if measured > max_grad_norm:
+                scale = max_grad_norm / (measured + 1e-6)
+        elif max_grad_norm:
+            prev = self.last_grad_norm
+            if prev is not None and prev > max_grad_norm:
+                scale = max_grad_norm / (prev + 1e-6)
         self.t += 1
         hyper = (lr, self.beta1, self.beta2, self.eps, self.weight_decay, self.t, scale)
-        K, g = self.model.kernels, self.model._g
         total = {"sumsq": 0.0, "bad": False, "updated": 0}
 
         def on_grads(names):

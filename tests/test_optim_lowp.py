@@ -228,8 +228,8 @@ def test_fused_step_clips_by_the_previous_norm():
     x = np.random.default_rng(2).integers(0, cfg.vocab_size, (2, 32)).astype(np.int32)
     fused = Model(cfg, seed=0, fused_update=True)
     ofused = AdamW(fused, lr=1e-2)
-    _, n1 = ofused.fused_step(x, x, max_grad_norm=1e-3)  # step 1: no norm before it, no clipping
-    _, n2 = ofused.fused_step(x, x, max_grad_norm=1e-3)  # step 2: scaled by 1e-3 / n1
+    _, n1 = ofused.fused_step(x, x, max_grad_norm=1e-3, clip="previous")  # step 1: no norm before it, no clipping
+    _, n2 = ofused.fused_step(x, x, max_grad_norm=1e-3, clip="previous")  # step 2: scaled by 1e-3 / n1
     plain = Model(cfg, seed=0)
     oplain = AdamW(plain, lr=1e-2)
     plain.forward_backward(x, x)
@@ -239,3 +239,26 @@ def test_fused_step_clips_by_the_previous_norm():
     oplain.step()
     assert rel_err(fused.params, plain.params) < 1e-6
     assert ofused.last_grad_norm == n2
+
+
+@pytest.mark.parametrize("fmt", ["fp32", "q8"])
+def test_fused_step_with_exact_clipping_is_the_clipped_full_buffer_step(fmt):
+    """clip="exact" measures the norm in a first pass: the steps equal the full-buffer
+    optimizer's, which clips each step by its own norm (up to the order of the norm's sum)."""
+    cfg = ModelConfig.preset("nano")
+    rng = np.random.default_rng(3)
+    fused = Model(cfg, seed=0, fused_update=True, recompute=True)
+    plain = Model(cfg, seed=0)
+    ofused, oplain = AdamW(fused, lr=1e-2, state=fmt, seed=4), AdamW(plain, lr=1e-2, state=fmt, seed=4)
+    for _ in range(4):
+        x = rng.integers(0, cfg.vocab_size, (2, 32)).astype(np.int32)
+        loss_f, norm_f = ofused.fused_step(x, x, max_grad_norm=0.5)
+        loss_p = plain.forward_backward(x, x)
+        norm_p = oplain.step(max_grad_norm=0.5)
+        assert norm_p > 0.5  # clipped
+        assert loss_f == pytest.approx(loss_p, rel=1e-6) and norm_f == pytest.approx(norm_p, rel=1e-5)
+    assert ofused.t == oplain.t == 4
+    tol = 1e-5 if fmt == "fp32" else 1e-3  # q8: a code may round the other way at a threshold
+    assert rel_err(fused.params, plain.params) < tol
+    with pytest.raises(ValueError, match="clip must be one of"):
+        ofused.fused_step(x, x, max_grad_norm=1.0, clip="later")
