@@ -90,6 +90,8 @@ def is_grounded(text: str, needed: list[str]) -> bool:
     return all(v in spelled or tools.to_json(v)[1:-1] in spelled for v in needed)
 
 
+POSITIONS_AT_ONCE = 64  # evaluation's softmax temporaries: (64, V) floats, whatever T is
+
 class EvaluationStopped(Exception):
     """Raised inside Evaluator.run when its `stop()` says so (a signal asked the run to stop)."""
 
@@ -154,15 +156,19 @@ class Evaluator:
                 yb = np.concatenate([yb, np.full((pad, yb.shape[1]), -1, yb.dtype)])
             logits = self.model.forward(xb)  # (B, T, V)
             for lg, yr in zip(logits, yb):  # (T, V), (T,)
-                valid = yr >= 0
-                if not valid.any():
-                    continue
-                lg, yt = lg[valid], yr[valid]  # (n, V), (n,)
-                mx = lg.max(axis=-1, keepdims=True)
-                lse = mx[:, 0].astype(np.float64) + np.log(np.exp(lg - mx).sum(axis=-1, dtype=np.float64))
-                tot += float((lse - lg[np.arange(len(yt)), yt].astype(np.float64)).sum())
-                correct += int((lg.argmax(axis=-1) == yt).sum())
-                n += int(valid.sum())
+                at = np.flatnonzero(yr >= 0)  # the positions with a target
+                for c0 in range(0, len(at), POSITIONS_AT_ONCE):  # temporaries of a few positions only
+                    pos = at[c0:c0 + POSITIONS_AT_ONCE]
+                    part, yt = lg[pos], yr[pos]  # (p, V), (p,)
+                    mx = part.max(axis=-1, keepdims=True)
+                    top = part.argmax(axis=-1)
+                    picked = part[np.arange(len(yt)), yt].astype(np.float64)
+                    part -= mx
+                    np.exp(part, out=part)
+                    lse = mx[:, 0].astype(np.float64) + np.log(part.sum(axis=-1, dtype=np.float64))
+                    tot += float((lse - picked).sum())
+                    correct += int((top == yt).sum())
+                    n += len(pos)
         return tot, correct, n
 
     def run(self) -> dict:
