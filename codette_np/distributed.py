@@ -84,8 +84,9 @@ class World:
             return x
         return float(sum(self.comm.allgather(float(x))))
 
-    def any(self, flag: bool) -> bool:
-        return flag if self.comm is None else any(self.comm.allgather(bool(flag)))
+    def allgather(self, x) -> list:
+        """Every rank's x, in rank order."""
+        return [x] if self.comm is None else self.comm.allgather(x)
 
     def first(self, x):
         """The first x that is not None, in rank order (None if every rank's is None)."""

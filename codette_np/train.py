@@ -555,7 +555,7 @@ def run(args, given: dict | None = None, world=None) -> int:
     if world.size > 1:
         import socket
 
-        where = world.comm.allgather(f"{os.getpid()} on {socket.gethostname()}")
+        where = world.allgather(f"{os.getpid()} on {socket.gethostname()}")
         log.say(f"{world.size} ranks, {B // world.size} of every {B} rows each, the AdamW moments sharded; "
                 + ", ".join(f"rank {r}: pid {w}" for r, w in enumerate(where)))
     evaluator = E.Evaluator(model, tok, val_ex, T, batch_size=B, train_on=args.train_on, packing=args.packing,
