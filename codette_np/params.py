@@ -108,9 +108,3 @@ class ParamLayout:
                 where[s.name] = ("fp32", n32)
                 n32 += s.size
         return where, n32, n16
-
-    def layer_span(self) -> tuple[int, int]:
-        """(offset of layer 0's first tensor, elements per layer): layer l's tensors fill
-        [offset + l * size, offset + (l + 1) * size) of the flat buffer, in the same order."""
-        first = [s for s in self.slots if s.name.startswith("blk.0.")]
-        return first[0].offset, sum(s.size for s in first)
