@@ -144,6 +144,27 @@ int64_t attention_scratch_floats(int64_t T, int64_t hs, int backward);
 
 /* ---- end attention ---- */
 
+/* ---- bf16 GEMM (gemm_bf16.c) ---- */
+/* The micro-kernel paths; gemm_bf16_available() has bit p set when path p can run
+ * here (CPUID, XCR0 and, for AMX, the OS's tile-data permission). */
+enum { GEMM_SCALAR = 0, GEMM_AVX2 = 1, GEMM_AVX512 = 2, GEMM_AVX512BF16 = 3, GEMM_AMX = 4,
+       GEMM_NEON = 5, GEMM_N_PATHS = 6 };
+uint32_t gemm_bf16_available(void);
+const char *gemm_bf16_path_name(int path);
+/* why path cannot run here ("" when it can) */
+const char *gemm_bf16_unavailable_reason(int path);
+int gemm_bf16_best_path(void);
+/* force a path (-1: the best available); -1 returned when it cannot run here */
+int gemm_bf16_set_path(int path);
+int gemm_bf16_current_path(void);
+/* c (M, N) row stride ldc = [c +] A (M, K) . B (K, N), A(i, k) = a[i*sam + k*sak],
+ * B(k, j) = b[k*sbk + j*sbn], bf16 bits; fp32 accumulation. 0, or 1 when malloc failed. */
+int gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t sam, int64_t sak,
+              const uint16_t *b, int64_t sbk, int64_t sbn, int64_t M, int64_t N, int64_t K,
+              int accumulate);
+/* float32 (n,) -> bf16 bits, rounded to nearest even */
+void f32_to_bf16_rne(uint16_t *out, const float *x, int64_t n);
+
 /* ---- build information ---- */
 int codette_num_threads(void);
 const char *codette_build_info(void);

@@ -39,6 +39,11 @@ def pytest_report_header(config):
     else:
         lines.append("codette_np: AVX-512 (native build), AVX2 (x86-64-v3 build) and scalar (portable build) "
                      "paths are exercised")
+    from codette_np import gemm
+
+    av = gemm.available()
+    lines.append("codette_np bf16 GEMM paths tested: " + ", ".join(p for p in gemm.runnable() if p != "numpy")
+                 + "; not runnable here: " + "; ".join(f"{p} ({why})" for p, why in av.items() if why))
     return lines
 
 

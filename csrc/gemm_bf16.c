@@ -1,0 +1,561 @@
+/* bf16 GEMM with fp32 accumulation:
+ *
+ *     C (M, N) = [C +] A (M, K) . B (K, N)      A(i, k) = a[i*sam + k*sak], B(k, j) = b[k*sbk + j*sbn]
+ *
+ * A and B are bf16 bits with any strides, so the three products of training are one routine:
+ *     Y  = X . W^T   A = X (sam = K, sak = 1),       B = W^T (sbk = 1, sbn = K)
+ *     dX = dY . W    A = dY,                          B = W (sbk = C, sbn = 1)
+ *     dW = dY^T . X  A = dY^T (sam = 1, sak = Nout),  B = X
+ * C is float32, row-major with row stride ldc.
+ *
+ * Written once: the blocking (KC x NC panels of B, MC x KC blocks of A, as in
+ * BLIS/GotoBLAS), the packing (into each micro-kernel's layout, zero-padded at
+ * the edges), the OpenMP threading (B's panel packed by all threads, then the
+ * (MC block, NR column chunk) tasks shared out). Per instruction set, only a
+ * micro-kernel and its packed layout:
+ *     amx          tdpbf16ps on 2 x 2 tiles of 16 x 16 fp32 (32 x 32), k in steps of 32
+ *     avx512bf16   vdpbf16ps on bf16 pairs (8 x 32), k in steps of 2
+ *     avx512       bf16 widened to fp32 at packing, FMA (8 x 32)
+ *     avx2         bf16 widened to fp32 at packing, FMA (6 x 16)
+ *     neon         bf16 widened to fp32 at packing, FMA (8 x 8)
+ *     scalar       bf16 widened to fp32 at packing (4 x 8)
+ * The path is chosen at run time from what the CPU and the OS allow (CPUID, XCR0
+ * and, for AMX, the kernel's permission for tile data), never from the build
+ * flags: every x86 micro-kernel is compiled with its own target attribute.
+ */
+#define _GNU_SOURCE 1  /* syscall() */
+#include "codette.h"
+
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#define HAVE_X86_GEMM 1
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#define HAVE_NEON_GEMM 1
+#include <arm_neon.h>
+#endif
+
+enum { KC = 256 };          /* k per packed block (a multiple of every path's k step) */
+enum { NC = 2048 };         /* columns of B per packed panel */
+enum { MAX_TILE = 32 * 32 };
+
+typedef void (*micro_kernel)(int64_t kc, const void *pa, const void *pb, float *c, int64_t ldc,
+                             int accumulate);
+
+typedef struct {
+    const char *name;
+    int mr, nr;     /* micro-tile rows and columns */
+    int kstep;      /* packed k is padded to a multiple of this: 1, 2 (pairs) or 32 (AMX) */
+    int layout;     /* packed layout: WIDEN (fp32), PAIRS (bf16 pairs), AMX (tiles) */
+    int mc;         /* rows of A per block (a multiple of mr) */
+    micro_kernel kernel;
+} gemm_path;
+
+enum { WIDEN = 0, PAIRS = 1, TILES = 2 };
+
+static inline float bf16f(uint16_t h) {
+    union { uint32_t u; float f; } x = {(uint32_t)h << 16};
+    return x.f;
+}
+
+/* ---- micro-kernels: c[r*ldc + j] = (accumulate ? c : 0) + sum_k pa(r, k) pb(k, j) ---- */
+
+static void kernel_scalar(int64_t kc, const void *pa_, const void *pb_, float *c, int64_t ldc,
+                          int accumulate) {
+    enum { MR = 4, NR = 8 };
+    const float *pa = pa_, *pb = pb_;
+    float acc[MR][NR] = {{0}};
+    for (int64_t k = 0; k < kc; k++)
+        for (int r = 0; r < MR; r++)
+            for (int j = 0; j < NR; j++) acc[r][j] += pa[k * MR + r] * pb[k * NR + j];
+    for (int r = 0; r < MR; r++)
+        for (int j = 0; j < NR; j++) c[r * ldc + j] = (accumulate ? c[r * ldc + j] : 0.0f) + acc[r][j];
+}
+
+#ifdef HAVE_X86_GEMM
+__attribute__((target("avx2,fma")))
+static void kernel_avx2(int64_t kc, const void *pa_, const void *pb_, float *c, int64_t ldc,
+                        int accumulate) {
+    enum { MR = 6 };
+    const float *pa = pa_, *pb = pb_;  /* pa (kc, 6), pb (kc, 16) */
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int64_t k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_loadu_ps(pb + 16 * k), b1 = _mm256_loadu_ps(pb + 16 * k + 8);
+        const float *ak = pa + MR * k;
+        __m256 a;
+        a = _mm256_broadcast_ss(ak + 0); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(ak + 1); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(ak + 2); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(ak + 3); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(ak + 4); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(ak + 5); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+    }
+    __m256 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int r = 0; r < MR; r++) {
+        float *cr = c + r * ldc;
+        __m256 x0 = rows[r][0], x1 = rows[r][1];
+        if (accumulate) {
+            x0 = _mm256_add_ps(x0, _mm256_loadu_ps(cr));
+            x1 = _mm256_add_ps(x1, _mm256_loadu_ps(cr + 8));
+        }
+        _mm256_storeu_ps(cr, x0);
+        _mm256_storeu_ps(cr + 8, x1);
+    }
+}
+
+__attribute__((target("avx512f")))
+static void kernel_avx512(int64_t kc, const void *pa_, const void *pb_, float *c, int64_t ldc,
+                          int accumulate) {
+    enum { MR = 8 };
+    const float *pa = pa_, *pb = pb_;  /* pa (kc, 8), pb (kc, 32) */
+    __m512 acc[MR][2];
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(pb + 32 * k), b1 = _mm512_loadu_ps(pb + 32 * k + 16);
+        for (int r = 0; r < MR; r++) {
+            __m512 a = _mm512_set1_ps(pa[MR * k + r]);
+            acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        float *cr = c + r * ldc;
+        __m512 x0 = acc[r][0], x1 = acc[r][1];
+        if (accumulate) {
+            x0 = _mm512_add_ps(x0, _mm512_loadu_ps(cr));
+            x1 = _mm512_add_ps(x1, _mm512_loadu_ps(cr + 16));
+        }
+        _mm512_storeu_ps(cr, x0);
+        _mm512_storeu_ps(cr + 16, x1);
+    }
+}
+
+__attribute__((target("avx512f,avx512bf16")))
+static void kernel_avx512bf16(int64_t kc, const void *pa_, const void *pb_, float *c, int64_t ldc,
+                              int accumulate) {
+    enum { MR = 8 };
+    /* pa (kc/2, 8) and pb (kc/2, 32): 32-bit words, each the bf16 pair (k = 2p, 2p + 1) */
+    const uint32_t *pa = pa_, *pb = pb_;
+    __m512 acc[MR][2];
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < kc / 2; p++) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(pb + 32 * p);
+        __m512bh b1 = (__m512bh)_mm512_loadu_si512(pb + 32 * p + 16);
+        for (int r = 0; r < MR; r++) {
+            __m512bh a = (__m512bh)_mm512_set1_epi32((int)pa[MR * p + r]);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], a, b0);
+            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        float *cr = c + r * ldc;
+        __m512 x0 = acc[r][0], x1 = acc[r][1];
+        if (accumulate) {
+            x0 = _mm512_add_ps(x0, _mm512_loadu_ps(cr));
+            x1 = _mm512_add_ps(x1, _mm512_loadu_ps(cr + 16));
+        }
+        _mm512_storeu_ps(cr, x0);
+        _mm512_storeu_ps(cr + 16, x1);
+    }
+}
+
+/* AMX: the 64-byte tile configuration (palette 1): tiles 0-3 C (16 rows x 64 bytes fp32),
+ * 4-5 A (16 rows x 32 bf16), 6-7 B (16 pair-rows x 16 columns x 2 bf16). */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_config;
+
+__attribute__((target("amx-tile")))
+static void amx_configure(void) {
+    amx_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    _tile_loadconfig(&cfg);
+}
+
+__attribute__((target("amx-tile")))
+static void amx_release(void) { _tile_release(); }
+
+/* pa: per k block of 32, 32 rows x 32 bf16 (64 bytes a row); pb: per k block, 16 pair-rows
+ * x 32 columns x 2 bf16 (128 bytes a row). C: 32 x 32 fp32 at c (row stride ldc). */
+__attribute__((target("amx-tile,amx-bf16")))
+static void kernel_amx(int64_t kc, const void *pa_, const void *pb_, float *c, int64_t ldc,
+                       int accumulate) {
+    const char *pa = pa_, *pb = pb_;
+    const int64_t ldcb = ldc * (int64_t)sizeof(float);
+    if (accumulate) {
+        _tile_loadd(0, c, ldcb);
+        _tile_loadd(1, c + 16, ldcb);
+        _tile_loadd(2, c + 16 * ldc, ldcb);
+        _tile_loadd(3, c + 16 * ldc + 16, ldcb);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    for (int64_t kb = 0; kb < kc / 32; kb++) {
+        const char *a = pa + kb * 2048, *b = pb + kb * 2048;
+        _tile_loadd(4, a, 64);
+        _tile_loadd(5, a + 1024, 64);
+        _tile_loadd(6, b, 128);
+        _tile_loadd(7, b + 64, 128);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, c, ldcb);
+    _tile_stored(1, c + 16, ldcb);
+    _tile_stored(2, c + 16 * ldc, ldcb);
+    _tile_stored(3, c + 16 * ldc + 16, ldcb);
+}
+#endif /* HAVE_X86_GEMM */
+
+#ifdef HAVE_NEON_GEMM
+static void kernel_neon(int64_t kc, const void *pa_, const void *pb_, float *c, int64_t ldc,
+                        int accumulate) {
+    enum { MR = 8 };
+    const float *pa = pa_, *pb = pb_;  /* pa (kc, 8), pb (kc, 8) */
+    float32x4_t acc[MR][2];
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = vdupq_n_f32(0.0f);
+    for (int64_t k = 0; k < kc; k++) {
+        float32x4_t b0 = vld1q_f32(pb + 8 * k), b1 = vld1q_f32(pb + 8 * k + 4);
+        float32x4_t a0 = vld1q_f32(pa + MR * k), a1 = vld1q_f32(pa + MR * k + 4);
+        acc[0][0] = vfmaq_laneq_f32(acc[0][0], b0, a0, 0); acc[0][1] = vfmaq_laneq_f32(acc[0][1], b1, a0, 0);
+        acc[1][0] = vfmaq_laneq_f32(acc[1][0], b0, a0, 1); acc[1][1] = vfmaq_laneq_f32(acc[1][1], b1, a0, 1);
+        acc[2][0] = vfmaq_laneq_f32(acc[2][0], b0, a0, 2); acc[2][1] = vfmaq_laneq_f32(acc[2][1], b1, a0, 2);
+        acc[3][0] = vfmaq_laneq_f32(acc[3][0], b0, a0, 3); acc[3][1] = vfmaq_laneq_f32(acc[3][1], b1, a0, 3);
+        acc[4][0] = vfmaq_laneq_f32(acc[4][0], b0, a1, 0); acc[4][1] = vfmaq_laneq_f32(acc[4][1], b1, a1, 0);
+        acc[5][0] = vfmaq_laneq_f32(acc[5][0], b0, a1, 1); acc[5][1] = vfmaq_laneq_f32(acc[5][1], b1, a1, 1);
+        acc[6][0] = vfmaq_laneq_f32(acc[6][0], b0, a1, 2); acc[6][1] = vfmaq_laneq_f32(acc[6][1], b1, a1, 2);
+        acc[7][0] = vfmaq_laneq_f32(acc[7][0], b0, a1, 3); acc[7][1] = vfmaq_laneq_f32(acc[7][1], b1, a1, 3);
+    }
+    for (int r = 0; r < MR; r++) {
+        float *cr = c + r * ldc;
+        float32x4_t x0 = acc[r][0], x1 = acc[r][1];
+        if (accumulate) {
+            x0 = vaddq_f32(x0, vld1q_f32(cr));
+            x1 = vaddq_f32(x1, vld1q_f32(cr + 4));
+        }
+        vst1q_f32(cr, x0);
+        vst1q_f32(cr + 4, x1);
+    }
+}
+#endif
+
+static const gemm_path PATHS[GEMM_N_PATHS] = {
+    [GEMM_SCALAR] = {"scalar", 4, 8, 1, WIDEN, 64, kernel_scalar},
+#ifdef HAVE_X86_GEMM
+    [GEMM_AVX2] = {"avx2", 6, 16, 1, WIDEN, 96, kernel_avx2},
+    [GEMM_AVX512] = {"avx512", 8, 32, 1, WIDEN, 96, kernel_avx512},
+    [GEMM_AVX512BF16] = {"avx512bf16", 8, 32, 2, PAIRS, 128, kernel_avx512bf16},
+    [GEMM_AMX] = {"amx", 32, 32, 32, TILES, 128, kernel_amx},
+#else
+    [GEMM_AVX2] = {"avx2", 0, 0, 0, 0, 0, NULL},
+    [GEMM_AVX512] = {"avx512", 0, 0, 0, 0, 0, NULL},
+    [GEMM_AVX512BF16] = {"avx512bf16", 0, 0, 0, 0, 0, NULL},
+    [GEMM_AMX] = {"amx", 0, 0, 0, 0, 0, NULL},
+#endif
+#ifdef HAVE_NEON_GEMM
+    [GEMM_NEON] = {"neon", 8, 8, 1, WIDEN, 96, kernel_neon},
+#else
+    [GEMM_NEON] = {"neon", 0, 0, 0, 0, 0, NULL},
+#endif
+};
+
+/* ---- what the CPU and the OS allow ---- */
+
+static int g_detected = 0;
+static uint32_t g_available = 0;   /* bit p: path p can run here */
+static char g_reasons[GEMM_N_PATHS][96];
+
+#ifdef HAVE_X86_GEMM
+static uint64_t xgetbv0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+/* Ask Linux for permission to use AMX tile data (off until a process asks); 1 if granted. */
+static int amx_permission(void) {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    enum { ARCH_GET_XCOMP_PERM = 0x1022, ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    uint64_t mask = 0;
+    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) return 0;
+    if (syscall(SYS_arch_prctl, ARCH_GET_XCOMP_PERM, &mask) != 0) return 0;
+    return (mask >> XFEATURE_XTILEDATA) & 1;
+#else
+    return 0;
+#endif
+}
+#endif
+
+static void note(int p, const char *why) {
+    strncpy(g_reasons[p], why, sizeof g_reasons[p] - 1);
+}
+
+static void detect(void) {
+    if (g_detected) return;
+    uint32_t av = 1u << GEMM_SCALAR;
+    for (int p = 1; p < GEMM_N_PATHS; p++) note(p, "not built for this architecture");
+#ifdef HAVE_X86_GEMM
+    uint32_t a, b, c, d;
+    int osxsave = 0, avx = 0, fma = 0, avx2 = 0, avx512f = 0, avx512bf16 = 0, amx_tile = 0, amx_bf16 = 0;
+    if (__get_cpuid(1, &a, &b, &c, &d)) {
+        osxsave = (c >> 27) & 1;
+        avx = (c >> 28) & 1;
+        fma = (c >> 12) & 1;
+    }
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+        avx2 = (b >> 5) & 1;
+        avx512f = (b >> 16) & 1;
+        amx_bf16 = (d >> 22) & 1;
+        amx_tile = (d >> 24) & 1;
+        if (a >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) avx512bf16 = (a >> 5) & 1;
+    }
+    uint64_t xcr0 = osxsave ? xgetbv0() : 0;
+    int os_avx = (xcr0 & 0x6) == 0x6;                   /* SSE and AVX state */
+    int os_avx512 = os_avx && (xcr0 & 0xe0) == 0xe0;    /* opmask, ZMM0-15 upper, ZMM16-31 */
+    int os_amx = (xcr0 & 0x60000) == 0x60000;           /* tile config and tile data */
+    if (!(avx2 && fma && avx)) note(GEMM_AVX2, "the CPU has no AVX2+FMA");
+    else if (!os_avx) note(GEMM_AVX2, "the OS has not enabled the AVX state (XCR0)");
+    else av |= 1u << GEMM_AVX2;
+    if (!avx512f) note(GEMM_AVX512, "the CPU has no AVX-512F");
+    else if (!os_avx512) note(GEMM_AVX512, "the OS has not enabled the AVX-512 state (XCR0)");
+    else av |= 1u << GEMM_AVX512;
+    if (!(avx512f && avx512bf16)) note(GEMM_AVX512BF16, "the CPU has no AVX512-BF16");
+    else if (!os_avx512) note(GEMM_AVX512BF16, "the OS has not enabled the AVX-512 state (XCR0)");
+    else av |= 1u << GEMM_AVX512BF16;
+    if (!(amx_tile && amx_bf16)) note(GEMM_AMX, "the CPU has no AMX-BF16");
+    else if (!os_amx) note(GEMM_AMX, "the OS has not enabled the AMX tile state (XCR0)");
+    else if (!amx_permission()) note(GEMM_AMX, "the OS refused the AMX tile-data permission (arch_prctl)");
+    else av |= 1u << GEMM_AMX;
+#endif
+#ifdef HAVE_NEON_GEMM
+    av |= 1u << GEMM_NEON;
+#endif
+    for (int p = 0; p < GEMM_N_PATHS; p++)
+        if (av & (1u << p)) g_reasons[p][0] = 0;
+    g_available = av;
+    g_detected = 1;
+}
+
+uint32_t gemm_bf16_available(void) {
+    detect();
+    return g_available;
+}
+
+const char *gemm_bf16_path_name(int path) {
+    return (path >= 0 && path < GEMM_N_PATHS) ? PATHS[path].name : "?";
+}
+
+const char *gemm_bf16_unavailable_reason(int path) {
+    detect();
+    return (path >= 0 && path < GEMM_N_PATHS) ? g_reasons[path] : "no such path";
+}
+
+int gemm_bf16_best_path(void) {
+    static const int order[] = {GEMM_AMX, GEMM_AVX512BF16, GEMM_AVX512, GEMM_AVX2, GEMM_NEON};
+    detect();
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        if (g_available & (1u << order[i])) return order[i];
+    return GEMM_SCALAR;
+}
+
+/* ---- packing ---- */
+
+static inline uint16_t at(const uint16_t *x, int64_t s0, int64_t s1, int64_t i, int64_t k, int64_t n0,
+                          int64_t n1) {
+    return (i < n0 && k < n1) ? x[i * s0 + k * s1] : 0;
+}
+
+/* One micro-panel of `w` rows (A: rows of A; B: columns of B) over k0..k0+kcp (padded), from
+ * X(i, k) = x[i*si + k*sk] with ni rows and nk k-values in all: rows or k past the edge are 0. */
+static void pack_panel(void *dst, const gemm_path *P, int w, const uint16_t *x, int64_t si, int64_t sk,
+                       int64_t i0, int64_t ni, int64_t k0, int64_t nk, int64_t kcp, int is_b) {
+    const int interior = i0 + w <= ni && k0 + kcp <= nk;
+    if (P->layout == WIDEN && interior && (sk == 1 || si == 1)) {
+        float *d = dst;  /* (kcp, w), no edge: plain loops the compiler vectorizes */
+        if (si == 1) {
+            for (int64_t k = 0; k < kcp; k++) {
+                const uint16_t *s = x + (k0 + k) * sk + i0;
+                for (int r = 0; r < w; r++) d[k * w + r] = bf16f(s[r]);
+            }
+        } else {
+            for (int r = 0; r < w; r++) {
+                const uint16_t *s = x + (i0 + r) * si + k0;
+                for (int64_t k = 0; k < kcp; k++) d[k * w + r] = bf16f(s[k]);
+            }
+        }
+    } else if (P->layout == WIDEN) {
+        float *d = dst;  /* (kcp, w) */
+        if (sk == 1 || si != 1) {
+            for (int r = 0; r < w; r++)
+                for (int64_t k = 0; k < kcp; k++) d[k * w + r] = bf16f(at(x, si, sk, i0 + r, k0 + k, ni, nk));
+        } else {
+            for (int64_t k = 0; k < kcp; k++)
+                for (int r = 0; r < w; r++) d[k * w + r] = bf16f(at(x, si, sk, i0 + r, k0 + k, ni, nk));
+        }
+    } else if (P->layout == PAIRS) {
+        uint32_t *d = dst;  /* (kcp / 2, w) words: the pair (2p, 2p + 1) */
+        for (int64_t p = 0; p < kcp / 2; p++)
+            for (int r = 0; r < w; r++)
+                d[p * w + r] = at(x, si, sk, i0 + r, k0 + 2 * p, ni, nk)
+                               | (uint32_t)at(x, si, sk, i0 + r, k0 + 2 * p + 1, ni, nk) << 16;
+    } else if (!is_b) {
+        uint16_t *d = dst;  /* A tiles: per k block of 32, (32 rows, 32 k) */
+        for (int64_t kb = 0; kb < kcp / 32; kb++)
+            for (int r = 0; r < w; r++)
+                for (int kk = 0; kk < 32; kk++)
+                    d[kb * 1024 + r * 32 + kk] = at(x, si, sk, i0 + r, k0 + kb * 32 + kk, ni, nk);
+    } else {
+        uint16_t *d = dst;  /* B tiles: per k block of 32, (16 pair-rows, 32 columns, 2) */
+        for (int64_t kb = 0; kb < kcp / 32; kb++)
+            for (int p = 0; p < 16; p++)
+                for (int j = 0; j < w; j++)
+                    for (int h = 0; h < 2; h++)
+                        d[kb * 1024 + p * 64 + j * 2 + h] = at(x, si, sk, i0 + j, k0 + kb * 32 + 2 * p + h, ni, nk);
+    }
+}
+
+static inline size_t packed_elem_bytes(const gemm_path *P) { return P->layout == WIDEN ? 4 : 2; }
+
+/* ---- the driver ---- */
+
+static int g_forced = -1;  /* set by gemm_bf16_set_path; -1: the best available */
+
+int gemm_bf16_set_path(int path) {
+    detect();
+    if (path == -1) {
+        g_forced = -1;
+        return 0;
+    }
+    if (path < 0 || path >= GEMM_N_PATHS || !(g_available & (1u << path))) return -1;
+    g_forced = path;
+    return 0;
+}
+
+int gemm_bf16_current_path(void) { return g_forced >= 0 ? g_forced : gemm_bf16_best_path(); }
+
+int gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t sam, int64_t sak,
+              const uint16_t *b, int64_t sbk, int64_t sbn, int64_t M, int64_t N, int64_t K,
+              int accumulate) {
+    if (M <= 0 || N <= 0) return 0;
+    const int path = gemm_bf16_current_path();
+    const gemm_path *P = &PATHS[path];
+    if (K <= 0) {
+        if (!accumulate)
+            for (int64_t i = 0; i < M; i++) memset(c + i * ldc, 0, (size_t)N * sizeof(float));
+        return 0;
+    }
+    const int mr = P->mr, nr = P->nr;
+    const size_t es = packed_elem_bytes(P);
+    const int64_t nc_max = N < NC ? ((N + nr - 1) / nr) * nr : NC;
+    const int64_t kc_max = K < KC ? ((K + P->kstep - 1) / P->kstep) * P->kstep : KC;
+    float *pb = aligned_alloc(64, ((size_t)kc_max * nc_max * es + 63) / 64 * 64);
+    if (!pb) return 1;
+    int failed = 0;
+    const double flops = 2.0 * (double)M * (double)N * (double)K;
+    int nthreads = 1;
+#ifdef _OPENMP
+    nthreads = flops < 4e6 ? 1 : omp_get_max_threads();
+#endif
+#pragma omp parallel num_threads(nthreads)
+    {
+        void *pa = aligned_alloc(64, ((size_t)P->mc * kc_max * es + 63) / 64 * 64);
+        float tile[MAX_TILE];
+#ifdef HAVE_X86_GEMM
+        if (P->layout == TILES) amx_configure();
+#endif
+        if (!pa) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        for (int64_t jc = 0; jc < N; jc += NC) {
+            const int64_t nc = N - jc < NC ? N - jc : NC;
+            const int64_t npanels = (nc + nr - 1) / nr;
+            for (int64_t pc = 0; pc < K; pc += KC) {
+                const int64_t kc = K - pc < KC ? K - pc : KC;
+                const int64_t kcp = (kc + P->kstep - 1) / P->kstep * P->kstep;
+                const int acc = accumulate || pc > 0;
+                /* B's (kc, nc) panel: column panel q of nr columns at pb + q * kcp * nr */
+#pragma omp for schedule(static)
+                for (int64_t q = 0; q < npanels; q++)
+                    pack_panel((char *)pb + (size_t)q * kcp * nr * es, P, nr, b, sbn, sbk,
+                               jc + q * nr, N, pc, K, kcp, 1);
+                /* tasks: (block of mc rows, chunk of column panels) */
+                const int64_t mblocks = (M + P->mc - 1) / P->mc;
+                int64_t chunks = 1;
+                while (mblocks * chunks < 4 * nthreads && chunks * 2 <= npanels) chunks *= 2;
+                const int64_t per_chunk = (npanels + chunks - 1) / chunks;
+#pragma omp for schedule(dynamic, 1)
+                for (int64_t t = 0; t < mblocks * chunks; t++) {
+                    if (!pa) continue;
+                    const int64_t ib = t / chunks, ch = t % chunks;
+                    const int64_t i0 = ib * P->mc, mc = M - i0 < P->mc ? M - i0 : P->mc;
+                    const int64_t q0 = ch * per_chunk, q1 = q0 + per_chunk < npanels ? q0 + per_chunk : npanels;
+                    if (q0 >= q1) continue;
+                    const int64_t mpanels = (mc + mr - 1) / mr;
+                    for (int64_t u = 0; u < mpanels; u++)
+                        pack_panel((char *)pa + (size_t)u * kcp * mr * es, P, mr, a, sam, sak,
+                                   i0 + u * mr, M, pc, K, kcp, 0);
+                    for (int64_t q = q0; q < q1; q++) {
+                        const int64_t j0 = jc + q * nr, nw = N - j0 < nr ? N - j0 : nr;
+                        const void *bq = (const char *)pb + (size_t)q * kcp * nr * es;
+                        for (int64_t u = 0; u < mpanels; u++) {
+                            const int64_t r0 = i0 + u * mr, mw = M - r0 < mr ? M - r0 : mr;
+                            const void *au = (const char *)pa + (size_t)u * kcp * mr * es;
+                            float *cu = c + r0 * ldc + j0;
+                            if (mw == mr && nw == nr) {
+                                P->kernel(kcp, au, bq, cu, ldc, acc);
+                            } else {  /* an edge tile: through a full-size scratch tile */
+                                for (int r = 0; r < mr; r++)
+                                    for (int j = 0; j < nr; j++)
+                                        tile[r * nr + j] = (acc && r < mw && j < nw) ? cu[r * ldc + j] : 0.0f;
+                                P->kernel(kcp, au, bq, tile, nr, 1);
+                                for (int r = 0; r < mw; r++)
+                                    memcpy(cu + r * ldc, tile + r * nr, (size_t)nw * sizeof(float));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+#ifdef HAVE_X86_GEMM
+        if (P->layout == TILES) amx_release();
+#endif
+        free(pa);
+    }
+    free(pb);
+    return failed;
+}
+
+/* float32 (n,) -> bf16 bits, round to nearest even (NaN stays NaN) */
+void f32_to_bf16_rne(uint16_t *out, const float *x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; i++) {
+        union { float f; uint32_t u; } v = {x[i]};
+        if ((v.u & 0x7fffffffu) > 0x7f800000u) {
+            out[i] = (uint16_t)((v.u >> 16) | 0x40);
+        } else {
+            out[i] = (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+        }
+    }
+}
