@@ -21,20 +21,25 @@ from collections.abc import Mapping
 import numpy as np
 
 from codette_np import backend as _backend
+from codette_np import gemm
 from codette_np.config import ModelConfig
 from codette_np.params import BLOCK_TENSOR_NAMES, WEIGHT_FORMATS, ParamLayout
 
+PRECISIONS = ("fp32", "bf16")  # Model(precision=...): the matrix products' operands
 HEAD_CHUNK_BYTES = 64 << 20  # the LM head + cross-entropy runs over row chunks of at most this many logit bytes
 
 
 class Activations:
     """Every buffer forward saves for backward, and backward's scratch, for one (B, T)."""
 
-    def __init__(self, cfg: ModelConfig, B: int, T: int, dtype, with_grad: bool, recompute: bool = False):
+    def __init__(self, cfg: ModelConfig, B: int, T: int, dtype, with_grad: bool, recompute: bool = False,
+                 precision: str = "fp32"):
         C, F, L, NH, V = cfg.d_model, cfg.d_ff, cfg.n_layer, cfg.n_head, cfg.vocab_size
         N = B * T
         z = lambda *shape: np.zeros(shape, dtype=dtype)
+        u = lambda *shape: np.zeros(shape, dtype=np.uint16)  # bf16 bits
         self.B, self.T, self.with_grad, self.recompute = B, T, with_grad, recompute
+        self.bf16 = precision == "bf16"
         # inference, and training that recomputes each layer in backward, keep one layer's
         # buffers and reuse them; only the residual stream entering each layer is kept
         self.per_layer = with_grad and not recompute
@@ -50,10 +55,19 @@ class Activations:
         self.ln2_mean, self.ln2_rstd = z(Ls, N), z(Ls, N)
         self.up = z(Ls, N, F)  # pre-activation of the FFN
         self.gelu = z(Ls, N, F)
+        if self.bf16:  # the products' inputs are kept as bf16 (ln1, ln2, gelu: half the bytes);
+            # their float32 forms become one layer's scratch
+            self.ln1, self.ln2, self.gelu = z(1, N, C), z(1, N, C), z(1, N, F)
+            self.ln1_b, self.ln2_b, self.gelu_b = u(Ls, N, C), u(Ls, N, C), u(Ls, N, F)
+            self.att_b = u(N, C)  # the attention output in bf16 for its products (from att)
+            self.lnf_b = u(N, C)
+            self.wte_b = u(V, C)  # the tied embedding in bf16 for the LM head, once a step
         self.lnf = z(N, C)
         self.lnf_mean, self.lnf_rstd = z(N), z(N)
         self.head_rows = max(1, min(N, HEAD_CHUNK_BYTES // (V * np.dtype(dtype).itemsize)))
         self.logits = z(self.head_rows, V)  # one chunk of logits, then its dlogits in place
+        if self.bf16:
+            self.logits_b = u(self.head_rows, V)  # a chunk's dlogits in bf16
         self.losses = z(N)
         cos, sin = _rope(cfg, T, dtype)
         self.cos, self.sin = cos, sin  # (T, hs/2)
@@ -65,6 +79,8 @@ class Activations:
             self.dff = z(N, F)
             self.dup = z(N, F)
             self.dwte_chunk = z(V, C) if self.head_rows < N else None
+            if self.bf16:
+                self.dy_b = u(N * max(3 * C, F))  # a product's output gradient in bf16
 
 
 class KVCache:
@@ -103,18 +119,25 @@ class Model:
 
     def __init__(self, cfg: ModelConfig, seed: int = 0, dtype=np.float32, backend: str | None = None,
                  init: bool = True, recompute: bool = False, fused_update: bool = False,
-                 weights: str = "fp32"):
+                 weights: str | None = None, precision: str = "fp32"):
         if not isinstance(cfg, ModelConfig):
             raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
         self.cfg = cfg
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        if weights is None:
+            weights = "bf16" if precision == "bf16" else "fp32"
         if weights not in WEIGHT_FORMATS:
             raise ValueError(f"weights must be one of {WEIGHT_FORMATS}, not {weights!r}")
+        if precision == "bf16" and weights != "bf16":
+            raise ValueError("precision='bf16' multiplies the stored bf16 weights directly: it needs "
+                             "weights='bf16' (the default with it)")
         if weights == "bf16" and self.dtype != np.float32:
             raise ValueError("weights='bf16' needs dtype float32 (the products run in float32)")
-        self.weights = weights
+        self.weights, self.precision = weights, precision
         self.layout = ParamLayout(cfg)
         self.kernels = _backend.get(backend, dtype=self.dtype)
         self._where, n32, n16 = where, n32, n16 = self.layout.stores(weights)
@@ -315,7 +338,7 @@ class Model:
         recompute = self.recompute and with_grad
         if a is None or (a.B, a.T, a.recompute) != (B, T, recompute):
             setattr(self, attr, None)  # free the old set before allocating the new one
-            a = Activations(self.cfg, B, T, self.dtype, with_grad, recompute)
+            a = Activations(self.cfg, B, T, self.dtype, with_grad, recompute, self.precision)
             setattr(self, attr, a)
         return a
 
@@ -332,29 +355,64 @@ class Model:
         K, cfg = self.kernels, self.cfg
         N, NH, hs = B * T, cfg.n_head, cfg.head_dim
         s = l if a.per_layer else 0
+        f = 0 if a.bf16 else s  # the float32 inputs of the products: one layer's scratch in bf16
         w = self._layer_weights(l) if w is None else w
-        x, ln1, qkv, att = a.resid[l], a.ln1[s], a.qkv[s], a.att[s]
+        x, ln1, qkv, att = a.resid[l], a.ln1[f], a.qkv[s], a.att[s]
         K.layernorm_forward(ln1, a.ln1_mean[s], a.ln1_rstd[s], x,
                             w["attn_norm.weight"], w["attn_norm.bias"], cfg.norm_eps)
-        np.matmul(ln1, w["qkv.weight"].T, out=qkv)  # (N, 3C)
+        self._product(a, ln1, a.ln1_b[s] if a.bf16 else None, l, "qkv.weight", w, qkv)  # (N, 3C)
         K.bias_forward(qkv, w["qkv.bias"])
         q, k, v = _split_qkv(qkv, B, T, NH, hs)
         K.rope_forward(q, q, a.cos, a.sin)
         K.rope_forward(k, k, a.cos, a.sin)
         K.attention_forward(att.reshape(B, T, NH, hs), a.lse[s], q, k, v)
         mid = a.resid_mid[s]
-        np.matmul(att, w["attn_output.weight"].T, out=mid)
+        self._product(a, att, a.att_b if a.bf16 else None, l, "attn_output.weight", w, mid)
         K.residual_forward(mid, x, mid, w["attn_output.bias"])
-        ln2 = a.ln2[s]
+        ln2 = a.ln2[f]
         K.layernorm_forward(ln2, a.ln2_mean[s], a.ln2_rstd[s], mid,
                             w["ffn_norm.weight"], w["ffn_norm.bias"], cfg.norm_eps)
-        up, ge = a.up[s], a.gelu[s]
-        np.matmul(ln2, w["ffn_up.weight"].T, out=up)  # (N, F)
+        up, ge = a.up[s], a.gelu[f]
+        self._product(a, ln2, a.ln2_b[s] if a.bf16 else None, l, "ffn_up.weight", w, up)  # (N, F)
         K.bias_gelu_forward(ge, up, w["ffn_up.bias"])  # up += bias; ge = gelu(up)
+        if a.bf16:
+            gemm.to_bf16(ge, a.gelu_b[s])  # kept for backward even when the output is not wanted
         if write_out:
             out = a.resid[l + 1]
-            np.matmul(ge, w["ffn_down.weight"].T, out=out)
+            self._product(a, None if a.bf16 else ge, a.gelu_b[s] if a.bf16 else None, l,
+                          "ffn_down.weight", w, out)
             K.residual_forward(out, mid, out, w["ffn_down.bias"])
+
+    def _bits(self, l: int, sfx: str) -> np.ndarray:
+        """Layer l's stored bf16 matrix `sfx` (q | k | v as one "qkv.weight" (3C, C)): uint16 view."""
+        if sfx == "qkv.weight":
+            C = self.cfg.d_model
+            return self._store_span(f"blk.{l}.attn_q.weight", 3 * C * C).reshape(3 * C, C)
+        return self._p[f"blk.{l}.{sfx}"]
+
+    def _product(self, a: Activations, x, xb, l: int, sfx: str, w, out):
+        """out (N, n_out) = x (N, n_in) . W^T. precision bf16: x is rounded into its bf16 buffer xb
+        (kept for backward; x None: xb holds it already) and the product takes W's stored bits;
+        else a float32 BLAS product with w[sfx]."""
+        if a.bf16:
+            if x is not None:
+                gemm.to_bf16(x, xb)
+            gemm.matmul(xb, self._bits(l, sfx).T, out)
+        else:
+            np.matmul(x, w[sfx].T, out=out)
+
+    def _backprop(self, a: Activations, dy, x, xb, l: int, sfx: str, w, dx, dw):
+        """Through out = x . W^T: dx (N, n_in) = dy . W, then dw (n_out, n_in) = dy^T . x (x float32,
+        or its saved bf16 form xb with precision bf16, where dy is rounded to bf16 first)."""
+        if a.bf16:
+            N, n = dy.shape
+            dyb = a.dy_b[:N * n].reshape(N, n)
+            gemm.to_bf16(dy, dyb)
+            gemm.matmul(dyb, self._bits(l, sfx), dx)
+            gemm.matmul(dyb.T, xb, dw)
+        else:
+            np.matmul(dy, w[sfx], out=dx)
+            np.matmul(dy.T, x, out=dw)
 
     def _blocks_forward(self, a: Activations, tokens):
         """Embedding and every layer; leaves the final LayerNorm output in a.lnf."""
@@ -470,9 +528,20 @@ class Model:
         wte, dwte = p["token_embd.weight"], g["token_embd.weight"]
         tflat = targets.reshape(N)
         R = a.head_rows
+        if a.bf16:  # the head's products in bf16 too: the embedding and lnf rounded once
+            gemm.to_bf16(wte, a.wte_b)
+            gemm.to_bf16(a.lnf, a.lnf_b)
         for r0 in range(0, N, R):
             r1 = min(N, r0 + R)
             lg = a.logits[: r1 - r0]
+            if a.bf16:
+                lgb, xb = a.logits_b[: r1 - r0], a.lnf_b[r0:r1]
+                gemm.matmul(xb, a.wte_b.T, lg)  # (R, V)
+                K.crossentropy_forward_backward(a.losses[r0:r1], lg, lg, tflat[r0:r1], 1.0 / n_targets)
+                gemm.to_bf16(lg, lgb)
+                gemm.matmul(lgb, a.wte_b, a.dln[r0:r1])  # d lnf (R, C)
+                gemm.matmul(lgb.T, xb, dwte, accumulate=r0 > 0)  # (V, C)
+                continue
             np.matmul(a.lnf[r0:r1], wte.T, out=lg)  # (R, V)
             K.crossentropy_forward_backward(a.losses[r0:r1], lg, lg, tflat[r0:r1], 1.0 / n_targets)
             np.matmul(lg, wte, out=a.dln[r0:r1])  # d lnf (R, C)
@@ -500,21 +569,24 @@ class Model:
                 self._layer_forward(a, l, B, T, write_out=False, w=w)
             s = l if a.per_layer else 0
             # FFN: resid[l+1] = mid + gelu Wd^T + bd ; a.dresid holds d resid[l+1]
-            np.matmul(a.dresid, w["ffn_down.weight"], out=a.dff)  # (N, F)
-            np.matmul(a.dresid.T, a.gelu[s], out=g[pre + "ffn_down.weight"])  # (C, F)
+            bf = a.bf16
+            self._backprop(a, a.dresid, None if bf else a.gelu[s], a.gelu_b[s] if bf else None, l,
+                           "ffn_down.weight", w, a.dff, g[pre + "ffn_down.weight"])  # (N, F), (C, F)
             K.bias_backward(g[pre + "ffn_down.bias"], a.dresid)
             done(first)
             K.gelu_bias_backward(a.dup, g[pre + "ffn_up.bias"], a.dff, a.up[s])
-            np.matmul(a.dup, w["ffn_up.weight"], out=a.dln)  # (N, C)
-            np.matmul(a.dup.T, a.ln2[s], out=g[pre + "ffn_up.weight"])  # (F, C)
+            self._backprop(a, a.dup, None if bf else a.ln2[s], a.ln2_b[s] if bf else None, l,
+                           "ffn_up.weight", w, a.dln, g[pre + "ffn_up.weight"])  # (N, C), (F, C)
             done(first + 1)
             K.layernorm_backward_add(a.dresid, g[pre + "ffn_norm.weight"], g[pre + "ffn_norm.bias"],
                                      a.dln, a.resid_mid[s], w["ffn_norm.weight"],
                                      a.ln2_mean[s], a.ln2_rstd[s])  # now d resid_mid
             done(first + 2)
             # attention: mid = resid[l] + att Wo^T + bo
-            np.matmul(a.dresid, w["attn_output.weight"], out=a.datt)  # (N, C)
-            np.matmul(a.dresid.T, a.att[s], out=g[pre + "attn_output.weight"])
+            if bf:
+                gemm.to_bf16(a.att[s], a.att_b)  # this layer's attention output again in bf16
+            self._backprop(a, a.dresid, None if bf else a.att[s], a.att_b if bf else None, l,
+                           "attn_output.weight", w, a.datt, g[pre + "attn_output.weight"])  # (N, C), (C, C)
             K.bias_backward(g[pre + "attn_output.bias"], a.dresid)
             done(first + 3)
             q, k, v = _split_qkv(a.qkv[s], B, T, NH, hs)
@@ -523,8 +595,8 @@ class Model:
                                  a.att[s].reshape(B, T, NH, hs), a.lse[s])
             K.rope_backward(dq, dq, a.cos, a.sin)
             K.rope_backward(dk, dk, a.cos, a.sin)
-            np.matmul(a.dqkv, w["qkv.weight"], out=a.dln)  # (N, C)
-            np.matmul(a.dqkv.T, a.ln1[s], out=gf["qkv.weight"])  # (3C, C)
+            self._backprop(a, a.dqkv, None if bf else a.ln1[s], a.ln1_b[s] if bf else None, l,
+                           "qkv.weight", w, a.dln, gf["qkv.weight"])  # (N, C), (3C, C)
             K.bias_backward(gf["qkv.bias"], a.dqkv)
             done(first + 4)
             K.layernorm_backward_add(a.dresid, g[pre + "attn_norm.weight"], g[pre + "attn_norm.bias"],
@@ -538,19 +610,25 @@ class Model:
 
     def activation_bytes(self, B: int, T: int) -> int:
         """Bytes of the training buffers for a (B, T) batch (allocated on first use)."""
-        return _act_bytes(self.cfg, B, T, self.dtype, self.recompute)
+        return _act_bytes(self.cfg, B, T, self.dtype, self.recompute, self.precision)
 
 
-def _act_bytes(cfg, B, T, dtype, recompute=False):
-    """Bytes of every array of Activations(cfg, B, T, dtype, with_grad=True, recompute)."""
+def _act_bytes(cfg, B, T, dtype, recompute=False, precision="fp32"):
+    """Bytes of every array of Activations(cfg, B, T, dtype, with_grad=True, recompute, precision)."""
     C, F, L, NH, V = cfg.d_model, cfg.d_ff, cfg.n_layer, cfg.n_head, cfg.vocab_size
     N = B * T
     it = np.dtype(dtype).itemsize
     rows = max(1, min(N, HEAD_CHUNK_BYTES // (V * it)))
-    per_layer = N * (C + 3 * C + C + C + C + 2 * F) + 4 * N + B * NH * T
-    saved = (L + 1) * N * C + (1 if recompute else L) * per_layer + N * C + 3 * N + rows * V + T * cfg.head_dim  # + cos, sin
-    scratch = N * (3 * C + 3 * C + 2 * F) + (V * C if rows < N else 0)  # dresid dln datt, dqkv, dff dup
-    return (saved + scratch) * it
+    Ls = 1 if recompute else L
+    if precision == "bf16":  # ln1, ln2, gelu kept in bf16; their float32 forms one layer's scratch
+        per_layer = it * (N * (3 * C + C + C + F) + 4 * N + B * NH * T) + 2 * N * (2 * C + F)
+        extra = it * N * (2 * C + F) + 2 * (N * C + N * C + V * C + rows * V + N * max(3 * C, F))
+    else:
+        per_layer = it * (N * (C + 3 * C + C + C + C + 2 * F) + 4 * N + B * NH * T)
+        extra = 0
+    saved = it * ((L + 1) * N * C + N * C + 3 * N + rows * V + T * cfg.head_dim) + Ls * per_layer  # + cos, sin
+    scratch = it * (N * (3 * C + 3 * C + 2 * F) + (V * C if rows < N else 0))  # dresid dln datt, dqkv, dff dup
+    return saved + scratch + extra
 
 
 def _split_qkv(qkv, B, T, NH, hs):

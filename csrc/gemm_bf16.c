@@ -44,7 +44,10 @@
 #include <arm_neon.h>
 #endif
 
-enum { KC = 256 };          /* k per packed block (a multiple of every path's k step) */
+#ifndef GEMM_KC
+#define GEMM_KC 256
+#endif
+enum { KC = GEMM_KC };     /* k per packed block (a multiple of every path's k step) */
 enum { NC = 2048 };         /* columns of B per packed panel */
 enum { MAX_TILE = 32 * 32 };
 
@@ -58,6 +61,7 @@ typedef struct {
     int layout;     /* packed layout: WIDEN (fp32), PAIRS (bf16 pairs), AMX (tiles) */
     int mc;         /* rows of A per block (a multiple of mr) */
     micro_kernel kernel;
+    int avx2_pack;  /* WIDEN panels packed with the AVX2 packers (paths that imply AVX2) */
 } gemm_path;
 
 enum { WIDEN = 0, PAIRS = 1, TILES = 2 };
@@ -89,6 +93,11 @@ static void kernel_avx2(int64_t kc, const void *pa_, const void *pb_, float *c, 
     const float *pa = pa_, *pb = pb_;  /* pa (kc, 6), pb (kc, 16) */
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int r = 0; r < MR; r++) {  /* the C tile is needed at the end: fetch it while computing */
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + r * ldc + 15), _MM_HINT_T0);
+    }
+#pragma GCC unroll 4
     for (int64_t k = 0; k < kc; k++) {
         __m256 b0 = _mm256_loadu_ps(pb + 16 * k), b1 = _mm256_loadu_ps(pb + 16 * k + 8);
         const float *ak = pa + MR * k;
@@ -263,8 +272,8 @@ static void kernel_neon(int64_t kc, const void *pa_, const void *pb_, float *c, 
 static const gemm_path PATHS[GEMM_N_PATHS] = {
     [GEMM_SCALAR] = {"scalar", 4, 8, 1, WIDEN, 64, kernel_scalar},
 #ifdef HAVE_X86_GEMM
-    [GEMM_AVX2] = {"avx2", 6, 16, 1, WIDEN, 96, kernel_avx2},
-    [GEMM_AVX512] = {"avx512", 8, 32, 1, WIDEN, 96, kernel_avx512},
+    [GEMM_AVX2] = {"avx2", 6, 16, 1, WIDEN, 96, kernel_avx2, 1},
+    [GEMM_AVX512] = {"avx512", 8, 32, 1, WIDEN, 96, kernel_avx512, 1},
     [GEMM_AVX512BF16] = {"avx512bf16", 8, 32, 2, PAIRS, 128, kernel_avx512bf16},
     [GEMM_AMX] = {"amx", 32, 32, 32, TILES, 128, kernel_amx},
 #else
@@ -386,11 +395,72 @@ static inline uint16_t at(const uint16_t *x, int64_t s0, int64_t s1, int64_t i, 
     return (i < n0 && k < n1) ? x[i * s0 + k * s1] : 0;
 }
 
+#ifdef HAVE_X86_GEMM
+/* 8 bf16 at p -> 8 floats */
+__attribute__((target("avx2,fma")))
+static inline __m256 widen8(const uint16_t *p) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* WIDEN panel (kcp, w), no edges, AVX2. si == 1: each k's w values are adjacent, a straight
+ * widening copy. sk == 1: each row's k values are adjacent: 8 x 8 blocks widened and
+ * transposed, stored under a mask when fewer than 8 rows remain. */
+__attribute__((target("avx2,fma")))
+static void pack_widen_avx2(float *d, int w, const uint16_t *x, int64_t si, int64_t sk, int64_t i0,
+                            int64_t k0, int64_t kcp) {
+    if (si == 1) {
+        for (int64_t k = 0; k < kcp; k++) {
+            const uint16_t *s = x + (k0 + k) * sk + i0;
+            int r = 0;
+            for (; r + 8 <= w; r += 8) _mm256_storeu_ps(d + k * w + r, widen8(s + r));
+            for (; r < w; r++) d[k * w + r] = bf16f(s[r]);
+        }
+        return;
+    }
+    for (int rb = 0; rb < w; rb += 8) {
+        const int rows = w - rb < 8 ? w - rb : 8;
+        const uint16_t *p[8];
+        for (int t = 0; t < 8; t++) p[t] = x + (i0 + rb + (t < rows ? t : rows - 1)) * si + k0;
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        int64_t k = 0;
+        for (; k + 8 <= kcp; k += 8) {
+            __m256 r0 = widen8(p[0] + k), r1 = widen8(p[1] + k), r2 = widen8(p[2] + k), r3 = widen8(p[3] + k);
+            __m256 r4 = widen8(p[4] + k), r5 = widen8(p[5] + k), r6 = widen8(p[6] + k), r7 = widen8(p[7] + k);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
+            __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
+            __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
+            __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
+            __m256 o[8] = {_mm256_permute2f128_ps(s0, s4, 0x20), _mm256_permute2f128_ps(s1, s5, 0x20),
+                           _mm256_permute2f128_ps(s2, s6, 0x20), _mm256_permute2f128_ps(s3, s7, 0x20),
+                           _mm256_permute2f128_ps(s0, s4, 0x31), _mm256_permute2f128_ps(s1, s5, 0x31),
+                           _mm256_permute2f128_ps(s2, s6, 0x31), _mm256_permute2f128_ps(s3, s7, 0x31)};
+            for (int t = 0; t < 8; t++) {
+                if (rows == 8) _mm256_storeu_ps(d + (k + t) * w + rb, o[t]);
+                else _mm256_maskstore_ps(d + (k + t) * w + rb, mask, o[t]);
+            }
+        }
+        for (; k < kcp; k++)
+            for (int t = 0; t < rows; t++) d[k * w + rb + t] = bf16f(p[t][k]);
+    }
+}
+#endif
+
 /* One micro-panel of `w` rows (A: rows of A; B: columns of B) over k0..k0+kcp (padded), from
  * X(i, k) = x[i*si + k*sk] with ni rows and nk k-values in all: rows or k past the edge are 0. */
 static void pack_panel(void *dst, const gemm_path *P, int w, const uint16_t *x, int64_t si, int64_t sk,
                        int64_t i0, int64_t ni, int64_t k0, int64_t nk, int64_t kcp, int is_b) {
     const int interior = i0 + w <= ni && k0 + kcp <= nk;
+#ifdef HAVE_X86_GEMM
+    if (P->layout == WIDEN && interior && P->avx2_pack && (sk == 1 || si == 1)) {
+        pack_widen_avx2(dst, w, x, si, sk, i0, k0, kcp);
+        return;
+    }
+#endif
     if (P->layout == WIDEN && interior && (sk == 1 || si == 1)) {
         float *d = dst;  /* (kcp, w), no edge: plain loops the compiler vectorizes */
         if (si == 1) {
