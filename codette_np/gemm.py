@@ -151,6 +151,23 @@ def to_bf16(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+def to_bf16_in_place(x: np.ndarray) -> np.ndarray:
+    """A C-contiguous float32 array rounded to bf16 bits (nearest even) into the first half of its
+    own bytes; returns those bits as a uint16 array of x's shape (x's values are gone)."""
+    if x.dtype != np.float32 or not x.flags.c_contiguous or not x.flags.writeable:
+        raise ValueError("to_bf16_in_place needs a writable C-contiguous float32 array")
+    out = x.reshape(-1).view(np.uint16)[:x.size].reshape(x.shape)
+    if _lib is not None:
+        _lib.f32_to_bf16_rne_in_place(_ffi.cast("float *", _ffi.from_buffer(x)), x.size)
+    else:
+        from codette_np.kernels.ref import bf16_round_nearest
+
+        step = 1 << 16  # block b's bits land on bytes of blocks before it or of itself, already read
+        for i in range(0, x.size, step):
+            out.reshape(-1)[i:i + step] = bf16_round_nearest(x.reshape(-1)[i:i + step].copy())
+    return out
+
+
 def bits_to_f32(h: np.ndarray) -> np.ndarray:
     """bf16 bits -> float32 (exact)."""
     return (np.asarray(h, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)

@@ -65,22 +65,25 @@ class Plan:
 
 
 def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = None,
-             weights: str = "auto", generation: bool = True, ranks: int = 1) -> "Plan":
+             weights: str = "auto", generation: bool = True, ranks: int = 1,
+             precision: str = "fp32") -> "Plan":
     """The plan `memory` ("auto", "fp32" or "lean") for a model of `cfg` trained on B x T, with
     weights "fp32", "bf16" or "auto" (fp32 when the plan fits in `available` with them, else bf16);
     generation: whether evaluation generates text (so holds a key/value cache); ranks: the
     number of ranks of a distributed run (the plan is one rank's: its shard of the moments,
-    and on rank 0 the gathered moments while a checkpoint is written)."""
+    and on rank 0 the gathered moments while a checkpoint is written); precision: the
+    products' operands (Model(precision=...)); with fp32 weights, bf16 products round each matrix
+    into one matrix-sized buffer first."""
     if memory not in MEMORY_PLANS:
         raise ValueError(f"memory must be one of {MEMORY_PLANS}, not {memory!r}")
     if weights not in WEIGHT_CHOICES:
         raise ValueError(f"weights must be one of {WEIGHT_CHOICES}, not {weights!r}")
     if memory == "auto":
         fp32 = plan_for(cfg, B, T, "fp32", weights="fp32" if weights == "auto" else weights,
-                        generation=generation, ranks=ranks)
+                        generation=generation, ranks=ranks, precision=precision)
         memory = "fp32" if available is None or fp32.total <= available else "lean"
     if weights == "auto":
-        wide = plan_for(cfg, B, T, memory, weights="fp32", generation=generation, ranks=ranks)
+        wide = plan_for(cfg, B, T, memory, weights="fp32", generation=generation, ranks=ranks, precision=precision)
         weights = "fp32" if available is None or wide.total <= available else "bf16"
     from codette_np.model import _act_bytes
 
@@ -91,7 +94,7 @@ def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = 
     opt = -(-opt_all // ranks)
     fmt = {"fp32": "fp32", "bf16": "bf16", "q8": "8-bit blockwise"}[state]
     lean = memory == "lean"  # recompute, fused update, 8-bit moments
-    act = _act_bytes(cfg, B, T, "float32", recompute=lean)
+    act = _act_bytes(cfg, B, T, "float32", recompute=lean, precision=precision)
     # evaluation: one row of logits per sequence (B, T, V), and, when it generates (the tool-call
     # evaluation), its key/value cache (L, ctx, 2C)
     evaluation = 4 * B * T * cfg.vocab_size
@@ -113,11 +116,13 @@ def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = 
         wbufs = (("weights: blocks' matrices bf16, the rest fp32", 2 * n16 + 4 * n32),
                  ("one matrix fp32 (decoded weight, then gradient)", 4 * (largest + WEIGHT_CHUNK)))
     else:
-        wbufs = (("weights fp32", 4 * P),)
+        wbufs = (("weights fp32", 4 * P),
+                 *((("one matrix bf16 (rounded for its product)", 2 * largest),) if precision == "bf16" else ()))
     shard = f" (1/{ranks} shard)" if ranks > 1 else ""
     buffers = (*wbufs, (gwhat, grads), (f"AdamW moments {fmt}{shard}", opt),
                *((("the other shards, saving or loading a checkpoint", opt_all - opt),) if ranks > 1 else ()),
-               (f"activations{' (recomputed)' if lean else ''} and scratch ({B} x {T})", act),
+               (f"activations{' (recomputed)' if lean else ''}{', bf16 products' if precision == 'bf16' else ''} "
+                f"and scratch ({B} x {T})", act),
                ("evaluation (logits, KV cache)", evaluation),
                ("runtime (interpreter, libraries, data)", RUNTIME_BYTES))
     return Plan(memory, state, lean, lean, weights, P, buffers)

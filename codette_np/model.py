@@ -55,19 +55,19 @@ class Activations:
         self.ln2_mean, self.ln2_rstd = z(Ls, N), z(Ls, N)
         self.up = z(Ls, N, F)  # pre-activation of the FFN
         self.gelu = z(Ls, N, F)
-        if self.bf16:  # the products' inputs are kept as bf16 (ln1, ln2, gelu: half the bytes);
-            # their float32 forms become one layer's scratch
-            self.ln1, self.ln2, self.gelu = z(1, N, C), z(1, N, C), z(1, N, F)
-            self.ln1_b, self.ln2_b, self.gelu_b = u(Ls, N, C), u(Ls, N, C), u(Ls, N, F)
-            self.att_b = u(N, C)  # the attention output in bf16 for its products (from att)
+        if self.bf16:  # what backward needs of each layer, but the residual stream (resid_mid), the
+            # attention output (its rowsum with d att in attention backward cancels) and the
+            # statistics, is kept in bf16 (half the bytes); the float32 forms are one layer's scratch
+            self.ln1, self.qkv = z(1, N, C), z(1, N, 3 * C)
+            self.ln2, self.up, self.gelu = z(1, N, C), z(1, N, F), z(1, N, F)
+            self.ln1_b, self.qkv_b, self.att_b = u(Ls, N, C), u(Ls, N, 3 * C), u(1, N, C)
+            self.ln2_b, self.up_b, self.gelu_b = u(Ls, N, C), u(Ls, N, F), u(Ls, N, F)
             self.lnf_b = u(N, C)
             self.wte_b = u(V, C)  # the tied embedding in bf16 for the LM head, once a step
         self.lnf = z(N, C)
         self.lnf_mean, self.lnf_rstd = z(N), z(N)
         self.head_rows = max(1, min(N, HEAD_CHUNK_BYTES // (V * np.dtype(dtype).itemsize)))
         self.logits = z(self.head_rows, V)  # one chunk of logits, then its dlogits in place
-        if self.bf16:
-            self.logits_b = u(self.head_rows, V)  # a chunk's dlogits in bf16
         self.losses = z(N)
         cos, sin = _rope(cfg, T, dtype)
         self.cos, self.sin = cos, sin  # (T, hs/2)
@@ -132,9 +132,6 @@ class Model:
             weights = "bf16" if precision == "bf16" else "fp32"
         if weights not in WEIGHT_FORMATS:
             raise ValueError(f"weights must be one of {WEIGHT_FORMATS}, not {weights!r}")
-        if precision == "bf16" and weights != "bf16":
-            raise ValueError("precision='bf16' multiplies the stored bf16 weights directly: it needs "
-                             "weights='bf16' (the default with it)")
         if weights == "bf16" and self.dtype != np.float32:
             raise ValueError("weights='bf16' needs dtype float32 (the products run in float32)")
         self.weights, self.precision = weights, precision
@@ -153,6 +150,8 @@ class Model:
                          **self.layout.fused(self.params, l)} for l in range(cfg.n_layer)]
         else:  # a matrix decoded to float32 right before its product, one at a time
             self._matrix_f32 = np.zeros(self._matrix_sizes(), dtype=np.float32)
+        if precision == "bf16" and weights == "fp32":  # float32 master weights: each matrix rounded
+            self._matrix_b16 = np.zeros(self._matrix_sizes(), dtype=np.uint16)  # to bf16 before its product
         # fused_update: no full gradient buffer; the optimizer updates each layer as soon as its
         # gradients are complete (forward_backward's on_grads), so one layer's gradients, and
         # the tied embedding's and the final norm's (complete only at the ends), exist at once
@@ -355,28 +354,33 @@ class Model:
         K, cfg = self.kernels, self.cfg
         N, NH, hs = B * T, cfg.n_head, cfg.head_dim
         s = l if a.per_layer else 0
-        f = 0 if a.bf16 else s  # the float32 inputs of the products: one layer's scratch in bf16
+        bf = a.bf16
+        f = 0 if bf else s  # the float32 activations: one layer's scratch with precision bf16
         w = self._layer_weights(l) if w is None else w
-        x, ln1, qkv, att = a.resid[l], a.ln1[f], a.qkv[s], a.att[s]
+        x, ln1, qkv, att = a.resid[l], a.ln1[f], a.qkv[f], a.att[s]
         K.layernorm_forward(ln1, a.ln1_mean[s], a.ln1_rstd[s], x,
                             w["attn_norm.weight"], w["attn_norm.bias"], cfg.norm_eps)
-        self._product(a, ln1, a.ln1_b[s] if a.bf16 else None, l, "qkv.weight", w, qkv)  # (N, 3C)
+        self._product(a, ln1, a.ln1_b[s] if bf else None, l, "qkv.weight", w, qkv)  # (N, 3C)
         K.bias_forward(qkv, w["qkv.bias"])
         q, k, v = _split_qkv(qkv, B, T, NH, hs)
         K.rope_forward(q, q, a.cos, a.sin)
         K.rope_forward(k, k, a.cos, a.sin)
+        if bf:  # attention runs on the bf16 q, k, v that backward will see
+            gemm.to_bf16(qkv, a.qkv_b[s])
+            K.bf16_to_f32(qkv.reshape(-1), a.qkv_b[s].reshape(-1))
         K.attention_forward(att.reshape(B, T, NH, hs), a.lse[s], q, k, v)
         mid = a.resid_mid[s]
-        self._product(a, att, a.att_b if a.bf16 else None, l, "attn_output.weight", w, mid)
+        self._product(a, att, a.att_b[0] if bf else None, l, "attn_output.weight", w, mid)
         K.residual_forward(mid, x, mid, w["attn_output.bias"])
         ln2 = a.ln2[f]
         K.layernorm_forward(ln2, a.ln2_mean[s], a.ln2_rstd[s], mid,
                             w["ffn_norm.weight"], w["ffn_norm.bias"], cfg.norm_eps)
-        up, ge = a.up[s], a.gelu[f]
-        self._product(a, ln2, a.ln2_b[s] if a.bf16 else None, l, "ffn_up.weight", w, up)  # (N, F)
+        up, ge = a.up[f], a.gelu[f]
+        self._product(a, ln2, a.ln2_b[s] if bf else None, l, "ffn_up.weight", w, up)  # (N, F)
         K.bias_gelu_forward(ge, up, w["ffn_up.bias"])  # up += bias; ge = gelu(up)
-        if a.bf16:
-            gemm.to_bf16(ge, a.gelu_b[s])  # kept for backward even when the output is not wanted
+        if bf:  # kept for backward (even when the output is not wanted)
+            gemm.to_bf16(up, a.up_b[s])
+            gemm.to_bf16(ge, a.gelu_b[s])
         if write_out:
             out = a.resid[l + 1]
             self._product(a, None if a.bf16 else ge, a.gelu_b[s] if a.bf16 else None, l,
@@ -384,7 +388,13 @@ class Model:
             K.residual_forward(out, mid, out, w["ffn_down.bias"])
 
     def _bits(self, l: int, sfx: str) -> np.ndarray:
-        """Layer l's stored bf16 matrix `sfx` (q | k | v as one "qkv.weight" (3C, C)): uint16 view."""
+        """Layer l's matrix `sfx` (q | k | v as one "qkv.weight" (3C, C)) as bf16 bits: a view of the
+        bf16 store, or, with float32 weights, rounded (nearest even) into one matrix-sized buffer
+        (valid until the next call)."""
+        if self.weights == "fp32":
+            w32 = self._lw[l][sfx]
+            out = self._matrix_b16[:w32.size].reshape(w32.shape)
+            return gemm.to_bf16(w32, out)
         if sfx == "qkv.weight":
             C = self.cfg.d_model
             return self._store_span(f"blk.{l}.attn_q.weight", 3 * C * C).reshape(3 * C, C)
@@ -535,10 +545,10 @@ class Model:
             r1 = min(N, r0 + R)
             lg = a.logits[: r1 - r0]
             if a.bf16:
-                lgb, xb = a.logits_b[: r1 - r0], a.lnf_b[r0:r1]
+                xb = a.lnf_b[r0:r1]
                 gemm.matmul(xb, a.wte_b.T, lg)  # (R, V)
                 K.crossentropy_forward_backward(a.losses[r0:r1], lg, lg, tflat[r0:r1], 1.0 / n_targets)
-                gemm.to_bf16(lg, lgb)
+                lgb = gemm.to_bf16_in_place(lg)  # dlogits (R, V) in bf16, in the first half of lg's bytes
                 gemm.matmul(lgb, a.wte_b, a.dln[r0:r1])  # d lnf (R, C)
                 gemm.matmul(lgb.T, xb, dwte, accumulate=r0 > 0)  # (V, C)
                 continue
@@ -574,7 +584,11 @@ class Model:
                            "ffn_down.weight", w, a.dff, g[pre + "ffn_down.weight"])  # (N, F), (C, F)
             K.bias_backward(g[pre + "ffn_down.bias"], a.dresid)
             done(first)
-            K.gelu_bias_backward(a.dup, g[pre + "ffn_up.bias"], a.dff, a.up[s])
+            if bf:  # this layer's saved bf16 activations back to float32 for its kernels
+                K.bf16_to_f32(a.up[0].reshape(-1), a.up_b[s].reshape(-1))
+                K.bf16_to_f32(a.qkv[0].reshape(-1), a.qkv_b[s].reshape(-1))
+            f = 0 if bf else s
+            K.gelu_bias_backward(a.dup, g[pre + "ffn_up.bias"], a.dff, a.up[f])
             self._backprop(a, a.dup, None if bf else a.ln2[s], a.ln2_b[s] if bf else None, l,
                            "ffn_up.weight", w, a.dln, g[pre + "ffn_up.weight"])  # (N, C), (F, C)
             done(first + 1)
@@ -584,12 +598,12 @@ class Model:
             done(first + 2)
             # attention: mid = resid[l] + att Wo^T + bo
             if bf:
-                gemm.to_bf16(a.att[s], a.att_b)  # this layer's attention output again in bf16
-            self._backprop(a, a.dresid, None if bf else a.att[s], a.att_b if bf else None, l,
+                gemm.to_bf16(a.att[s], a.att_b[0])  # this layer's attention output in bf16 again
+            self._backprop(a, a.dresid, None if bf else a.att[s], a.att_b[0] if bf else None, l,
                            "attn_output.weight", w, a.datt, g[pre + "attn_output.weight"])  # (N, C), (C, C)
             K.bias_backward(g[pre + "attn_output.bias"], a.dresid)
             done(first + 3)
-            q, k, v = _split_qkv(a.qkv[s], B, T, NH, hs)
+            q, k, v = _split_qkv(a.qkv[f], B, T, NH, hs)
             dq, dk, dv = _split_qkv(a.dqkv, B, T, NH, hs)
             K.attention_backward(dq, dk, dv, a.datt.reshape(B, T, NH, hs), q, k, v,
                                  a.att[s].reshape(B, T, NH, hs), a.lse[s])
@@ -620,9 +634,9 @@ def _act_bytes(cfg, B, T, dtype, recompute=False, precision="fp32"):
     it = np.dtype(dtype).itemsize
     rows = max(1, min(N, HEAD_CHUNK_BYTES // (V * it)))
     Ls = 1 if recompute else L
-    if precision == "bf16":  # ln1, ln2, gelu kept in bf16; their float32 forms one layer's scratch
-        per_layer = it * (N * (3 * C + C + C + F) + 4 * N + B * NH * T) + 2 * N * (2 * C + F)
-        extra = it * N * (2 * C + F) + 2 * (N * C + N * C + V * C + rows * V + N * max(3 * C, F))
+    if precision == "bf16":  # kept in bf16 but resid_mid and the statistics; one layer's float32 scratch
+        per_layer = it * (N * (C + C) + 4 * N + B * NH * T) + 2 * N * (C + 3 * C + C + 2 * F)
+        extra = it * N * (C + 3 * C + C + 2 * F) + 2 * (N * C + N * C + V * C + N * max(3 * C, F))
     else:
         per_layer = it * (N * (C + 3 * C + C + C + C + 2 * F) + 4 * N + B * NH * T)
         extra = 0

@@ -131,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "updated in fp32 and stored back with stochastic rounding; costs some quality "
                          "on small models); 'auto' (default) is fp32 when the plan fits with it, else "
                          "bf16. A resumed run keeps its weights")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="the matrix products' operands: 'fp32' (default), or 'bf16' (weights and "
+                         "products' inputs rounded to bf16, float32 accumulation, through the engine's "
+                         "bf16 GEMM; norms, softmax, the loss, the residual stream and the optimizer stay "
+                         "fp32). With fp32 weights these stay the master copy and each matrix is rounded "
+                         "for its product, as mixed-precision training does; with --weights bf16 the "
+                         "stored bits are multiplied directly. A resumed run keeps it")
     ap.add_argument("--ignore-memory-check", action="store_true",
                     help="train even if the memory estimate exceeds the available RAM")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -256,7 +263,8 @@ class Log:
 
 # the flags a --resume may give again (everything else comes from the checkpoint)
 # what a run did before these flags existed (its checkpoint does not name them)
-BEFORE_THE_FLAG = {"train_on": "all", "packing": "stream", "memory": "fp32", "weights": "fp32", "clip": "previous"}
+BEFORE_THE_FLAG = {"train_on": "all", "packing": "stream", "memory": "fp32", "weights": "fp32", "clip": "previous",
+                   "precision": "fp32"}
 RESUMABLE = ("max_steps", "eval_every", "eval_rows", "eval_tool_samples", "save_every", "threads", "quiet",
              "ignore_memory_check", "export_dtype", "allow_data_change")
 
@@ -452,12 +460,15 @@ def run(args, given: dict | None = None, world=None) -> int:
     else:
         memory, weights = args.memory, args.weights
     plan = M.plan_for(planned, B, T, memory, avail, weights, generation=args.eval_tool_samples > 0,
-                      ranks=world.size)
+                      ranks=world.size, precision=args.precision)
     if world.size > 1 and plan.fused_update:
         raise UserError(f"the '{plan.name}' memory plan (updates fused into backward) does not run over "
                         f"several ranks yet: give --memory fp32 (the AdamW moments are sharded over the "
                         f"{world.size} ranks)")
     if world.size > 1 and plan.weights == "bf16":
+        if args.precision == "bf16":
+            raise UserError("--precision bf16 (on bf16 weights) does not run over several ranks yet: "
+                            "give --precision fp32 --weights fp32")
         raise UserError("bf16 weights do not run over several ranks yet: give --weights fp32"
                         + ("" if weights == "bf16" else
                            " (they were chosen because fp32 weights do not fit in this machine's memory)"))
@@ -530,7 +541,7 @@ def run(args, given: dict | None = None, world=None) -> int:
 
     log.open()  # every input check has passed: from here on the run writes its files
     model = Model(cfg, seed=args.seed, backend=args.backend, recompute=plan.recompute,
-                  fused_update=plan.fused_update, weights=plan.weights)
+                  fused_update=plan.fused_update, weights=plan.weights, precision=args.precision)
     bounds = dist.shard_bounds(model.layout, world.size)  # rank r keeps the moments of [b[r], b[r+1])
     opt = AdamW(model, lr=max_lr, weight_decay=args.weight_decay, state=plan.optimizer_state, seed=args.seed,
                 shard=(bounds[world.rank], bounds[world.rank + 1]))
@@ -580,7 +591,8 @@ def run(args, given: dict | None = None, world=None) -> int:
                   # (seed, epoch): batches.batch_at; so the seed is the whole RNG state
                   "rng": {"seed": args.seed, "data_order": "default_rng([seed, epoch]).permutation"},
                   "data_sha256": digest, "backend": model.backend_name,
-                  "memory_plan": plan.name, "optimizer_state": opt.state_format, "weights": model.weights}
+                  "memory_plan": plan.name, "optimizer_state": opt.state_format, "weights": model.weights,
+                  "precision": model.precision}
         blobs = {**ck.model_blobs(model), **moments, "tokenizer": np.frombuffer(tok.model_proto, dtype=np.uint8)}
         try:
             ck.save_checkpoint(path, header, blobs)

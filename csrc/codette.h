@@ -164,6 +164,8 @@ int gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t sam, int64_t sak
               int accumulate);
 /* float32 (n,) -> bf16 bits, rounded to nearest even */
 void f32_to_bf16_rne(uint16_t *out, const float *x, int64_t n);
+/* as f32_to_bf16_rne, the bits written over the first half of x's own bytes */
+void f32_to_bf16_rne_in_place(float *x, int64_t n);
 
 /* ---- build information ---- */
 int codette_num_threads(void);

@@ -629,3 +629,16 @@ void f32_to_bf16_rne(uint16_t *out, const float *x, int64_t n) {
         }
     }
 }
+
+/* As f32_to_bf16_rne into the first half of x's own bytes: block b's bits overwrite bytes
+ * of blocks before it or of itself, read into a bounce buffer first; memcpy keeps the
+ * float and uint16 accesses apart (no aliasing between the two types). */
+void f32_to_bf16_rne_in_place(float *x, int64_t n) {
+    enum { BLOCK = 4096 };
+    uint16_t bits[BLOCK];
+    for (int64_t i = 0; i < n; i += BLOCK) {
+        const int64_t m = n - i < BLOCK ? n - i : BLOCK;
+        f32_to_bf16_rne(bits, x + i, m);
+        memcpy((char *)x + 2 * i, bits, (size_t)m * 2);
+    }
+}
