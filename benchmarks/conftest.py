@@ -66,16 +66,23 @@ def pytest_terminal_summary(terminalreporter):
     tr.write_sep("=", "codette_np benchmark table (medians of this run)")
     tr.write_line(f"BLAS: {blas}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}; "
                   f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
-    base = {(g, n): s for g, n, b, s, _, _ in RESULTS if b == "numpy"}
-    torch = {(g, n): s for g, n, b, s, _, _ in RESULTS if b == "torch"}
-    order = ("matmul-floor", "torch", "numpy", "numba", "c")
+    def ref(names):  # (group, row) -> the median of the first row named one of `names`
+        return {(g, n): s for g, n, b, s, _, _ in RESULTS if b in names}
+
+    base = ref(("numpy", "numpy sgemm fp32"))
+    torch = ref(("torch",))
+    torch16 = ref(("torch bf16 autocast", "torch bf16 matmul"))
+    order = ("matmul-floor", "torch", "torch bf16 autocast", "torch bf16 matmul", "numpy", "numpy sgemm fp32",
+             "numba", "c")
     cur = None
-    for g, n, b, s, work, unit in sorted(RESULTS, key=lambda r: (r[0], r[1], order.index(r[2]) if r[2] in order else 9)):
+    for g, n, b, s, work, unit in sorted(RESULTS, key=lambda r: (r[0], r[1], order.index(r[2]) if r[2] in order else 9, r[2])):
         if g != cur:
             cur = g
             tr.write_line("")
-            tr.write_line(f"{g:<12} {'kernel':<32} {'backend':<10} {'ms':>10} {'rate':>16} {'vs numpy':>9} {'vs torch':>9}")
+            tr.write_line(f"{g:<12} {'kernel':<32} {'backend':<28} {'ms':>10} {'rate':>16} {'vs numpy':>9} "
+                          f"{'vs torch':>9} {'vs torch bf16':>13}")
         sp = base.get((g, n))
-        tr.write_line(f"{'':<12} {n:<32} {b:<10} {s * 1e3:10.3f} {_fmt_rate(work, unit, s):>16} "
+        tr.write_line(f"{'':<12} {n:<32} {b:<28} {s * 1e3:10.3f} {_fmt_rate(work, unit, s):>16} "
                       f"{(sp / s if sp else float('nan')):8.2f}x"
-                      + (f" {torch[(g, n)] / s:8.2f}x" if (g, n) in torch else ""))
+                      + (f" {torch[(g, n)] / s:8.2f}x" if (g, n) in torch else f" {'':>9}")
+                      + (f" {torch16[(g, n)] / s:12.2f}x" if (g, n) in torch16 else ""))

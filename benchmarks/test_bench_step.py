@@ -12,7 +12,11 @@ Two more rows put the rates in context, measured in the same run:
   other kernels, AdamW), so none can be faster.
 - `torch`: the same model and step in PyTorch fp32 eager (torch_step.py, in
   its own process, with the same thread defaults), when PyTorch is
-  installed (`make bench` installs it).
+  installed (`make bench` installs it); `torch bf16 autocast` the same under
+  torch.autocast(bfloat16), checked against our float64 gradients first.
+The `bf16` rows time Model(precision="bf16") (the products through the
+engine's bf16 GEMM, on the path gemm.path() names) on fp32 master weights and
+on bf16 weights.
 """
 
 import importlib.util
@@ -72,6 +76,27 @@ def test_lean_train_step(record, size, weights):
            B * T, "tokens", rounds=ROUNDS[size])
 
 
+@pytest.mark.parametrize("weights", ["fp32", "bf16"])
+@pytest.mark.parametrize("size", SIZES)
+def test_bf16_train_step(record, size, weights):
+    """Model(precision="bf16"): the full-buffer step (as the backend rows), the products in bf16."""
+    from codette_np import gemm
+
+    backend = next(b for b in ("c", "numba", "numpy") if b in BACKENDS)
+    cfg = ModelConfig.preset(size)
+    model = Model(cfg, seed=0, backend=backend, precision="bf16", weights=weights)
+    opt = AdamW(model, lr=1e-4)
+    x, y = _batch(cfg)
+
+    def step():
+        model.forward_backward(x, y)
+        opt.step(max_grad_norm=1.0)
+
+    assert abs(model.forward_backward(x, y) - np.log(cfg.vocab_size)) < 0.5
+    name = f"{backend} bf16 {gemm.path()}" + (" on bf16 weights" if weights == "bf16" else "")
+    record(f"step:{size}", f"train step B{B} T{T}", name, step, B * T, "tokens", rounds=ROUNDS[size])
+
+
 class _NoKernels:
     """Every kernel of the dispatch table as a no-op (the crossentropy losses stay 0)."""
 
@@ -92,11 +117,14 @@ def test_matmul_floor(record, size):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed")
+@pytest.mark.parametrize("autocast", ["none", "bf16"])
 @pytest.mark.parametrize("size", SIZES)
-def test_torch_step(record_external, size):
+def test_torch_step(record_external, size, autocast):
     script = os.path.join(os.path.dirname(__file__), "torch_step.py")
     out = subprocess.run([sys.executable, script, "--size", size, "--batch-size", str(B), "--seq-len", str(T),
-                          "--rounds", str(ROUNDS[size])], capture_output=True, text=True, timeout=1800)
+                          "--rounds", str(ROUNDS[size]), "--autocast", autocast],
+                         capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    record_external(f"step:{size}", f"train step B{B} T{T}", "torch", res["median_s"], B * T, "tokens")
+    name = "torch" if autocast == "none" else "torch bf16 autocast"
+    record_external(f"step:{size}", f"train step B{B} T{T}", name, res["median_s"], B * T, "tokens")

@@ -1,4 +1,4 @@
-"""The same training step in PyTorch (fp32, eager), for a side-by-side rate.
+"""The same training step in PyTorch (fp32 eager, or bf16 autocast), for a side-by-side rate.
 
 Run as a script by test_bench_step.py in its own process, so PyTorch's
 thread pool never shares a process with numpy's BLAS or our OpenMP threads.
@@ -12,7 +12,11 @@ separate q/k/v with biases, NEOX RoPE over the full head, causal attention,
 GELU-tanh FFN, tied output), initialised from codette_np's own weights, and
 the script checks that its loss and every gradient equal codette_np's
 float64 ones (relative 1e-6 and 1e-4) before it times anything: the
-comparison is of the same computation.
+comparison is of the same computation. With --autocast bf16 the step runs
+under torch.autocast("cpu", bfloat16) (fp32 master weights, bf16 matrix
+products) and the check uses bf16 tolerances: the loss within 2 u16 and each
+gradient within 8 u16 of its largest element (u16 = 2^-8), the tolerances of
+codette_np's own bf16 tests.
 
 Prints one JSON line: {"median_s": ..., "loss_err": ..., "grad_err": ..., "torch": version, ...}.
 """
@@ -85,6 +89,8 @@ def main():
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=5, help="timed steps (after one warmup step)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    ap.add_argument("--autocast", choices=["none", "bf16"], default="none",
+                    help="bf16: the step under torch.autocast('cpu', dtype=torch.bfloat16)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -98,12 +104,18 @@ def main():
     our_loss = ours.forward_backward(x, y)
     model = TorchStarcoder2(Model(cfg, seed=0, backend="numpy"))
     tx, ty = torch.from_numpy(x.astype(np.int64)), torch.from_numpy(y.astype(np.int64))
-    loss = model(tx, ty)
+    import contextlib
+
+    ctx = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if a.autocast == "bf16"
+           else contextlib.nullcontext)
+    with ctx():
+        loss = model(tx, ty)
     loss.backward()
     loss_err = abs(float(loss.detach()) - our_loss) / our_loss
     grad_err = max(float(np.max(np.abs(model.w(n).grad.numpy() - g)) / max(np.max(np.abs(g)), 1e-30))
                    for n, g in ours.named_grads())
-    if not (loss_err < 1e-6 and grad_err < 1e-4):
+    tol_loss, tol_grad = (2 * 2.0 ** -8, 8 * 2.0 ** -8) if a.autocast == "bf16" else (1e-6, 1e-4)
+    if not (loss_err < tol_loss and grad_err < tol_grad):
         raise SystemExit(f"PyTorch differs from codette_np: loss {loss_err:.2e}, gradients {grad_err:.2e} "
                          "(relative)")
 
@@ -115,7 +127,8 @@ def main():
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = model(tx, ty)
+        with ctx():
+            loss = model(tx, ty)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -129,7 +142,7 @@ def main():
         times.append(time.perf_counter() - t0)
     med = float(np.median(times))
     print(json.dumps({"median_s": med, "loss_err": loss_err, "grad_err": grad_err, "torch": torch.__version__,
-                      "threads": torch.get_num_threads(), "tok_s": B * T / med}))
+                      "threads": torch.get_num_threads(), "tok_s": B * T / med, "autocast": a.autocast}))
 
 
 if __name__ == "__main__":

@@ -115,6 +115,13 @@ class Model:
     layer-sized buffer for its products, and the optimizer updates them in
     float32 and stores them back with stochastic rounding. The embedding and
     the 1-D tensors stay float32 (in `params`; the bf16 bits in `params_bf16`).
+
+    precision="bf16" runs the matrix products (the layers' and the LM head's) in bf16
+    through codette_np.gemm, with float32 accumulation: on bf16 weights the stored bits
+    are multiplied directly; on float32 weights each matrix is rounded to nearest bf16
+    right before its product. The products' inputs, q|k|v and the FFN pre-activation are
+    kept in bf16 for backward; the residual stream, the attention output, the LayerNorm
+    statistics, softmax, the loss and the optimizer stay float32.
     """
 
     def __init__(self, cfg: ModelConfig, seed: int = 0, dtype=np.float32, backend: str | None = None,

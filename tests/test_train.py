@@ -35,16 +35,18 @@ def step_losses(out):
     return {r["step"]: r["loss"] for r in recs if "loss" in r and r.get("kind") != "eval"}
 
 
-@pytest.mark.parametrize("memory,weights", [("fp32", "fp32"), ("lean", "fp32"), ("lean", "bf16")])
-def test_resume_after_sigkill_is_bit_identical(tmp_path, memory, weights):
+@pytest.mark.parametrize("memory,weights,precision", [("fp32", "fp32", "fp32"), ("lean", "fp32", "fp32"),
+                                                      ("lean", "bf16", "fp32"), ("lean", "bf16", "bf16")])
+def test_resume_after_sigkill_is_bit_identical(tmp_path, memory, weights, precision):
     n = 12
-    train(tmp_path / "a", "--max-steps", str(n), "--save-every", "4", "--memory", memory, "--weights", weights)
+    train(tmp_path / "a", "--max-steps", str(n), "--save-every", "4", "--memory", memory, "--weights", weights,
+          "--precision", precision)
     full = step_losses(tmp_path / "a")
     assert sorted(full) == list(range(1, n + 1))
 
     b = tmp_path / "b"
     cmd = [sys.executable, "-m", "codette_np.train", *BASE, "--out", str(b), "--max-steps", str(n),
-           "--save-every", "4", "--memory", memory, "--weights", weights]
+           "--save-every", "4", "--memory", memory, "--weights", weights, "--precision", precision]
     p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while time.time() < deadline:  # kill once step 6 is logged (a checkpoint exists at step 4)
@@ -58,7 +60,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, memory, weights):
     killed_at = max(step_losses(b))
     assert 6 <= killed_at < n, f"run ended at step {killed_at} before it could be killed"
     header, _ = load_checkpoint(b / "last.ckpt")
-    assert header["step"] <= killed_at
+    assert header["step"] <= killed_at and header["precision"] == precision
     train(b, "--max-steps", str(n), "--save-every", "4", "--resume")
     resumed = step_losses(b)
     assert sorted(resumed) == list(range(1, n + 1))
@@ -132,5 +134,5 @@ def test_help_documents_every_flag():
     for flag in ("--size", "--data", "--samples", "--max-steps", "--batch-size", "--seq-len", "--lr",
                  "--min-lr", "--warmup-steps", "--weight-decay", "--max-grad-norm", "--eval-every",
                  "--save-every", "--out", "--resume", "--seed", "--threads", "--backend", "--mix",
-                 "--export-dtype", "--vocab-size"):
+                 "--export-dtype", "--vocab-size", "--memory", "--weights", "--clip", "--precision"):
         assert flag in r.stdout, flag
