@@ -32,7 +32,7 @@
 #include <omp.h>
 #endif
 
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__)  /* GCC's AMX intrinsics exist for x86-64 only */
 #define HAVE_X86_GEMM 1
 #include <cpuid.h>
 #include <immintrin.h>
@@ -47,7 +47,8 @@
 #ifndef GEMM_KC
 #define GEMM_KC 256
 #endif
-enum { KC = GEMM_KC };     /* k per packed block (a multiple of every path's k step) */
+enum { KC = GEMM_KC };
+_Static_assert(GEMM_KC % 32 == 0, "KC must be a multiple of every path's k step (32 for AMX)");     /* k per packed block (a multiple of every path's k step) */
 enum { NC = 2048 };         /* columns of B per packed panel */
 enum { MAX_TILE = 32 * 32 };
 
@@ -185,6 +186,7 @@ typedef struct {
     uint16_t colsb[16];
     uint8_t rows[16];
 } amx_config;
+_Static_assert(sizeof(amx_config) == 64, "the tile configuration is 64 bytes");
 
 __attribute__((target("amx-tile")))
 static void amx_configure(void) {
@@ -203,7 +205,9 @@ static void amx_release(void) { _tile_release(); }
 
 /* pa: per k block of 32, 32 rows x 32 bf16 (64 bytes a row); pb: per k block, 16 pair-rows
  * x 32 columns x 2 bf16 (128 bytes a row). C: 32 x 32 fp32 at c (row stride ldc). */
-__attribute__((target("amx-tile,amx-bf16")))
+/* Called only through gemm_path.kernel: GCC's _tile_loadd declares no memory operand, so the
+ * stores that filled pa, pb and the scratch tile must be complete before the call. */
+__attribute__((target("amx-tile,amx-bf16"), noinline))
 static void kernel_amx(int64_t kc, const void *pa_, const void *pb_, float *c, int64_t ldc,
                        int accumulate) {
     const char *pa = pa_, *pb = pb_;
@@ -307,8 +311,8 @@ static int amx_permission(void) {
 #if defined(__linux__) && defined(SYS_arch_prctl)
     enum { ARCH_GET_XCOMP_PERM = 0x1022, ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
     uint64_t mask = 0;
-    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) return 0;
-    if (syscall(SYS_arch_prctl, ARCH_GET_XCOMP_PERM, &mask) != 0) return 0;
+    if (syscall(SYS_arch_prctl, (long)ARCH_REQ_XCOMP_PERM, (long)XFEATURE_XTILEDATA) != 0) return 0;
+    if (syscall(SYS_arch_prctl, (long)ARCH_GET_XCOMP_PERM, &mask) != 0) return 0;
     return (mask >> XFEATURE_XTILEDATA) & 1;
 #else
     return 0;
@@ -320,8 +324,14 @@ static void note(int p, const char *why) {
     strncpy(g_reasons[p], why, sizeof g_reasons[p] - 1);
 }
 
+static void detect_once(void);
 static void detect(void) {
-    if (g_detected) return;
+    if (__atomic_load_n(&g_detected, __ATOMIC_ACQUIRE)) return;
+#pragma omp critical(gemm_bf16_detect)
+    if (!g_detected) detect_once();
+}
+
+static void detect_once(void) {
     uint32_t av = 1u << GEMM_SCALAR;
     for (int p = 1; p < GEMM_N_PATHS; p++) note(p, "not built for this architecture");
 #ifdef HAVE_X86_GEMM
@@ -346,10 +356,10 @@ static void detect(void) {
     if (!(avx2 && fma && avx)) note(GEMM_AVX2, "the CPU has no AVX2+FMA");
     else if (!os_avx) note(GEMM_AVX2, "the OS has not enabled the AVX state (XCR0)");
     else av |= 1u << GEMM_AVX2;
-    if (!avx512f) note(GEMM_AVX512, "the CPU has no AVX-512F");
+    if (!(avx512f && avx2 && fma)) note(GEMM_AVX512, "the CPU has no AVX-512F (with AVX2+FMA)");
     else if (!os_avx512) note(GEMM_AVX512, "the OS has not enabled the AVX-512 state (XCR0)");
     else av |= 1u << GEMM_AVX512;
-    if (!(avx512f && avx512bf16)) note(GEMM_AVX512BF16, "the CPU has no AVX512-BF16");
+    if (!(avx512f && avx512bf16 && avx2 && fma)) note(GEMM_AVX512BF16, "the CPU has no AVX512-BF16");
     else if (!os_avx512) note(GEMM_AVX512BF16, "the OS has not enabled the AVX-512 state (XCR0)");
     else av |= 1u << GEMM_AVX512BF16;
     if (!(amx_tile && amx_bf16)) note(GEMM_AMX, "the CPU has no AMX-BF16");
@@ -363,7 +373,7 @@ static void detect(void) {
     for (int p = 0; p < GEMM_N_PATHS; p++)
         if (av & (1u << p)) g_reasons[p][0] = 0;
     g_available = av;
-    g_detected = 1;
+    __atomic_store_n(&g_detected, 1, __ATOMIC_RELEASE);
 }
 
 uint32_t gemm_bf16_available(void) {
@@ -542,10 +552,9 @@ int gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t sam, int64_t sak
     float *pb = aligned_alloc(64, ((size_t)kc_max * nc_max * es + 63) / 64 * 64);
     if (!pb) return 1;
     int failed = 0;
-    const double flops = 2.0 * (double)M * (double)N * (double)K;
     int nthreads = 1;
 #ifdef _OPENMP
-    nthreads = flops < 4e6 ? 1 : omp_get_max_threads();
+    nthreads = 2.0 * (double)M * (double)N * (double)K < 4e6 ? 1 : omp_get_max_threads();
 #endif
 #pragma omp parallel num_threads(nthreads)
     {
