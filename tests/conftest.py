@@ -60,3 +60,10 @@ from hypothesis import settings  # noqa: E402
 settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The same lines as the header, at the end: `pytest -q` (as `make test` runs) hides the header."""
+    terminalreporter.write_sep("-", "SIMD and GEMM paths of this run")
+    for line in pytest_report_header(config):
+        terminalreporter.write_line(line)
