@@ -10,13 +10,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-WRAP = ("import resource, runpy, sys\n"
+# The peak is this process image's VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over
+# fork and exec, so a child of a large pytest process would report the parent's size.
+WRAP = ("import runpy, sys\n"
         "sys.argv = ['codette_np.train'] + sys.argv[1:]\n"
+        "code = 0\n"
         "try:\n"
         "    runpy.run_module('codette_np.train', run_name='__main__')\n"
         "except SystemExit as e:\n"
         "    code = e.code\n"
-        "print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+        "print('peak_rss_kib', hwm, file=sys.stderr)\n"
         "sys.exit(code)\n")
 
 
