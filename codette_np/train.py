@@ -459,6 +459,13 @@ def run(args, given: dict | None = None, world=None) -> int:
         weights = state["header"].get("weights", "fp32")
     else:
         memory, weights = args.memory, args.weights
+    if args.precision == "bf16":  # a CODETTE_GEMM this machine cannot run: one line, before anything
+        from codette_np import gemm
+
+        try:
+            log.say(f"bf16 GEMM path: {gemm.path()}")
+        except gemm.GemmUnavailable as e:
+            raise UserError(str(e)) from None
     plan = M.plan_for(planned, B, T, memory, avail, weights, generation=args.eval_tool_samples > 0,
                       ranks=world.size, precision=args.precision)
     if world.size > 1 and plan.fused_update:

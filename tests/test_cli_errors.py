@@ -327,3 +327,14 @@ def test_resume_keeps_the_saved_value_of_a_changeable_flag_not_given_again(tmp_p
     merged = tr._resume_args(args, tr.given_flags(ap, argv), header, tmp_path / "last.ckpt")
     assert merged.max_steps == 7  # given again: this command's
     assert merged.eval_tool_samples == 0 and merged.eval_rows == 2 and merged.seq_len == 32  # the run's own
+
+
+def test_forced_gemm_path_that_cannot_run_is_one_line(tmp_path):
+    from codette_np import gemm
+
+    missing = [p for p, why in gemm.available().items() if why is not None and p != "numpy"]
+    if not missing:
+        pytest.skip("every GEMM path runs here")
+    r = cli("train", *TINY, "--precision", "bf16", "--max-steps", "1", "--out", tmp_path / "run",
+            env={"CODETTE_GEMM": missing[0]})
+    one_error_line(r, f"CODETTE_GEMM={missing[0]}: GEMM path '{missing[0]}' cannot run here")
