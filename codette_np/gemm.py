@@ -175,4 +175,6 @@ def bits_to_f32(h: np.ndarray) -> np.ndarray:
 
 def reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The float64 oracle: a @ b of the decoded bf16 operands, in float64."""
-    return bits_to_f32(a).astype(np.float64) @ bits_to_f32(b).astype(np.float64)
+    from codette_np.kernels.ref import bf16_decode
+
+    return bf16_decode(np.asarray(a)) @ bf16_decode(np.asarray(b))

@@ -123,6 +123,21 @@ static void kernel_avx2(int64_t kc, const void *pa_, const void *pb_, float *c, 
     }
 }
 
+/* The 8 x 32 tile of the AVX-512 kernels: c[r*ldc + j] = (accumulate ? c : 0) + acc[r][j/16][j%16] */
+__attribute__((target("avx512f")))
+static inline void store_rows512(float *c, int64_t ldc, __m512 acc[8][2], int accumulate) {
+    for (int r = 0; r < 8; r++) {
+        float *cr = c + r * ldc;
+        __m512 x0 = acc[r][0], x1 = acc[r][1];
+        if (accumulate) {
+            x0 = _mm512_add_ps(x0, _mm512_loadu_ps(cr));
+            x1 = _mm512_add_ps(x1, _mm512_loadu_ps(cr + 16));
+        }
+        _mm512_storeu_ps(cr, x0);
+        _mm512_storeu_ps(cr + 16, x1);
+    }
+}
+
 __attribute__((target("avx512f")))
 static void kernel_avx512(int64_t kc, const void *pa_, const void *pb_, float *c, int64_t ldc,
                           int accumulate) {
@@ -138,16 +153,7 @@ static void kernel_avx512(int64_t kc, const void *pa_, const void *pb_, float *c
             acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
         }
     }
-    for (int r = 0; r < MR; r++) {
-        float *cr = c + r * ldc;
-        __m512 x0 = acc[r][0], x1 = acc[r][1];
-        if (accumulate) {
-            x0 = _mm512_add_ps(x0, _mm512_loadu_ps(cr));
-            x1 = _mm512_add_ps(x1, _mm512_loadu_ps(cr + 16));
-        }
-        _mm512_storeu_ps(cr, x0);
-        _mm512_storeu_ps(cr + 16, x1);
-    }
+    store_rows512(c, ldc, acc, accumulate);
 }
 
 __attribute__((target("avx512f,avx512bf16")))
@@ -167,16 +173,7 @@ static void kernel_avx512bf16(int64_t kc, const void *pa_, const void *pb_, floa
             acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1);
         }
     }
-    for (int r = 0; r < MR; r++) {
-        float *cr = c + r * ldc;
-        __m512 x0 = acc[r][0], x1 = acc[r][1];
-        if (accumulate) {
-            x0 = _mm512_add_ps(x0, _mm512_loadu_ps(cr));
-            x1 = _mm512_add_ps(x1, _mm512_loadu_ps(cr + 16));
-        }
-        _mm512_storeu_ps(cr, x0);
-        _mm512_storeu_ps(cr + 16, x1);
-    }
+    store_rows512(c, ldc, acc, accumulate);
 }
 
 /* AMX: the 64-byte tile configuration (palette 1): tiles 0-3 C (16 rows x 64 bytes fp32),
