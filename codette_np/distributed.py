@@ -123,6 +123,13 @@ class World:
         counts = [bounds[r + 1] - bounds[r] for r in range(self.size)]
         self.comm.Allgatherv(MPI.IN_PLACE, [flat, counts, bounds[:-1], _mpi_type(flat)])
 
+    def allgather_model(self, model, bounds: list[int]):
+        """allgather_params on each of the model's weight stores (float32, and the bf16 bits of
+        the blocks' matrices with weights="bf16"): the flat-layout shards map to one contiguous
+        range of each store, since the stores keep the layout's order."""
+        for flat, b in store_bounds(model, bounds):
+            self.allgather_params(flat, b)
+
     def gather_to_root(self, part: np.ndarray) -> np.ndarray | None:
         """The ranks' parts (n_r,) concatenated in rank order, on rank 0 (None elsewhere)."""
         if self.comm is None:
@@ -173,6 +180,25 @@ def shard_bounds(layout, size: int) -> list[int]:
         bounds.append(max(b, bounds[-1]))
     bounds.append(P)
     return bounds
+
+
+def store_bounds(model, bounds: list[int]) -> list[tuple[np.ndarray, list[int]]]:
+    """(store, its size + 1 offsets) for each non-empty weight store of `model`: rank r's shard
+    [bounds[r], bounds[r + 1]) of the flat layout holds the elements [b[r], b[r + 1]) of it."""
+    out = []
+    for name, flat in (("fp32", model.params), ("bf16", model.params_bf16)):
+        if flat.size == 0:
+            continue
+        b = []
+        for x in bounds:  # elements of this store that lie before layout index x
+            before = 0
+            for sl in model.layout.slots:
+                store, off = model._where[sl.name]
+                if store == name and sl.offset < x:
+                    before = off + min(sl.size, x - sl.offset)
+            b.append(before)
+        out.append((flat, b))
+    return out
 
 
 class GradReducer:

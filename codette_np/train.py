@@ -472,13 +472,6 @@ def run(args, given: dict | None = None, world=None) -> int:
         raise UserError(f"the '{plan.name}' memory plan (updates fused into backward) does not run over "
                         f"several ranks yet: give --memory fp32 (the AdamW moments are sharded over the "
                         f"{world.size} ranks)")
-    if world.size > 1 and plan.weights == "bf16":
-        if args.precision == "bf16":
-            raise UserError("--precision bf16 (on bf16 weights) does not run over several ranks yet: "
-                            "give --precision fp32 --weights fp32")
-        raise UserError("bf16 weights do not run over several ranks yet: give --weights fp32"
-                        + ("" if weights == "bf16" else
-                           " (they were chosen because fp32 weights do not fit in this machine's memory)"))
     log.say(f"model: {args.size}, {planned.n_params:,} parameters (d={planned.d_model}, "
             f"L={planned.n_layer}, H={planned.n_head}, V={planned.vocab_size}); {B} x {T} = "
             f"{B * T:,} tokens/step")
@@ -670,7 +663,7 @@ def run(args, given: dict | None = None, world=None) -> int:
                 except FloatingPointError:
                     pass
                 else:
-                    world.allgather_params(model.params, bounds)
+                    world.allgather_model(model, bounds)  # every store: float32 and bf16 bits
         else:
             if plan.fused_update:  # each layer updated as soon as its gradients are complete
                 loss, norm = opt.fused_step(x, y, lr=lr, max_grad_norm=args.max_grad_norm or None,
