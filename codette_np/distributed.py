@@ -123,6 +123,16 @@ class World:
         counts = [bounds[r + 1] - bounds[r] for r in range(self.size)]
         self.comm.Allgatherv(MPI.IN_PLACE, [flat, counts, bounds[:-1], _mpi_type(flat)])
 
+    def allreduce_sum(self, arrays):
+        """Each array summed over the ranks, in place (blocking; the fused update's reduction
+        of a finished group of gradients, which its update waits for)."""
+        if self.comm is None:
+            return
+        from mpi4py import MPI
+
+        for a in arrays:
+            self.comm.Allreduce(MPI.IN_PLACE, [a, _mpi_type(a)], op=MPI.SUM)
+
     def allgather_model(self, model, bounds: list[int]):
         """allgather_params on each of the model's weight stores (float32, and the bf16 bits of
         the blocks' matrices with weights="bf16"): the flat-layout shards map to one contiguous

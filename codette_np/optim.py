@@ -218,7 +218,7 @@ class AdamW:
                             self.seed, at)
 
     def fused_step(self, tokens, targets, lr: float | None = None, max_grad_norm: float | None = None,
-                   clip: str = "exact") -> tuple[float, float]:
+                   clip: str = "exact", n_targets: int | None = None, reduce=None) -> tuple[float, float]:
         """(loss, grad norm): forward_backward with each group of tensors updated as soon as its
         gradients are complete, so a model made with fused_update=True needs no full gradient
         buffer. The global norm is known only at the end of backward, so clipping is either
@@ -227,7 +227,11 @@ class AdamW:
         full-buffer step does, for twice the compute; or clip="previous": one pass, scaled by
         min(1, max_grad_norm / the previous step's norm) (no clipping on the first step). A
         non-finite gradient stops the updates from its group on (clip="exact": the step is
-        skipped before anything moves); the norm returned is then NaN."""
+        skipped before anything moves); the norm returned is then NaN.
+
+        Data parallel (codette_np.distributed): tokens are this rank's rows, n_targets the
+        global batch's count, and reduce(arrays) sums a finished group's gradients over the
+        ranks in place before they are measured or used; the optimizer updates its shard only."""
         lr = self.lr if lr is None else _check_lr(lr)
         _check_clip(max_grad_norm)
         if clip not in CLIP_RULES:
@@ -238,9 +242,12 @@ class AdamW:
             sumsq = [0.0]
 
             def measure(names):
-                sumsq[0] += sum(K.grad_norm_sq(g[n].reshape(-1)) for n in names)
+                grads = [g[n].reshape(-1) for n in names]
+                if reduce is not None:
+                    reduce(grads)
+                sumsq[0] += sum(K.grad_norm_sq(x) for x in grads)
 
-            loss = self.model.forward_backward(tokens, targets, on_grads=measure)
+            loss = self.model.forward_backward(tokens, targets, on_grads=measure, n_targets=n_targets)
             measured = math.sqrt(sumsq[0]) if math.isfinite(sumsq[0]) else math.nan
             if not (math.isfinite(loss) and math.isfinite(measured)):
                 return loss, math.nan  # nothing moved: the step did not happen
@@ -258,6 +265,8 @@ class AdamW:
             if total["bad"]:
                 return
             grads = [g[n].reshape(-1) for n in names]
+            if reduce is not None:
+                reduce(grads)
             ss = sum(K.grad_norm_sq(x) for x in grads)
             if not math.isfinite(ss):
                 total["bad"] = True
@@ -268,7 +277,7 @@ class AdamW:
                     self._update(self._entry[n], x, hyper)
             total["updated"] += 1
 
-        loss = self.model.forward_backward(tokens, targets, on_grads=on_grads)
+        loss = self.model.forward_backward(tokens, targets, on_grads=on_grads, n_targets=n_targets)
         if not total["updated"]:  # nothing moved (a non-finite loss, say): the step did not happen
             self.t -= 1
         norm = math.nan if total["bad"] else math.sqrt(total["sumsq"])

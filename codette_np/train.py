@@ -468,10 +468,6 @@ def run(args, given: dict | None = None, world=None) -> int:
             raise UserError(str(e)) from None
     plan = M.plan_for(planned, B, T, memory, avail, weights, generation=args.eval_tool_samples > 0,
                       ranks=world.size, precision=args.precision)
-    if world.size > 1 and plan.fused_update:
-        raise UserError(f"the '{plan.name}' memory plan (updates fused into backward) does not run over "
-                        f"several ranks yet: give --memory fp32 (the AdamW moments are sharded over the "
-                        f"{world.size} ranks)")
     log.say(f"model: {args.size}, {planned.n_params:,} parameters (d={planned.d_model}, "
             f"L={planned.n_layer}, H={planned.n_head}, V={planned.vocab_size}); {B} x {T} = "
             f"{B * T:,} tokens/step")
@@ -652,6 +648,12 @@ def run(args, given: dict | None = None, world=None) -> int:
         loss = norm = float("nan")
         if not (y >= 0).any():  # context only (one long prompt, say): nothing to learn from
             log.say(f"step {step}: no trained token in this batch; step skipped", echo=False)
+        elif world.size > 1 and plan.fused_update:  # each group's gradients summed, then its shard updated
+            loss, norm = opt.fused_step(x[rank_rows], y[rank_rows], lr=lr, max_grad_norm=args.max_grad_norm or None,
+                                        clip=args.clip, n_targets=int(np.count_nonzero(y >= 0)),
+                                        reduce=world.allreduce_sum)
+            loss = world.sum(loss)
+            world.allgather_model(model, bounds)  # (the groups updated before a non-finite one, too)
         elif world.size > 1:  # this rank's rows; gradients summed over the ranks while backward runs
             loss = model.forward_backward(x[rank_rows], y[rank_rows], on_grads=reducer.on_grads,
                                           n_targets=int(np.count_nonzero(y >= 0)))
