@@ -58,7 +58,7 @@ def test_natural_distinctness_without_redraws(monkeypatch):
 def test_default_mix_proportions(big):
     ex, _ = big
     counts = {c: sum(e["category"] == c for e in ex) for c in data.CATEGORIES}
-    assert counts == {"perspectives": 1500, "tools": 1250, "consciousness": 1250, "mixed": 1000}
+    assert counts == {"perspectives": 1500, "tools": 1250, "consciousness": 1250, "mixed": 1000, "copying": 0}
 
 
 @pytest.mark.parametrize("n", [1, 7, 33, 101])
@@ -84,7 +84,8 @@ def test_examples_render_with_system_turn(big):
 
 
 def test_every_category_is_varied(big):
-    stats = data.distinct_ngram_stats(big[0][:2000])
+    examples = big[0][:2000] + data.generate(300, seed=2, mix={"copying": 1})
+    stats = data.distinct_ngram_stats(examples)
     assert stats["distinct_text_share"] >= 0.99
     for cat in data.CATEGORIES:
         s = stats["per_category"][cat]
@@ -366,7 +367,7 @@ def test_python_sandbox_refuses_imports():
 def test_parse_mix():
     assert data.parse_mix("perspectives=0.3,tools=0.25,consciousness=0.25,mixed=0.2") == pytest.approx(data.DEFAULT_MIX)
     m = data.parse_mix("tools=3, mixed=1")
-    assert m == {"perspectives": 0, "tools": 0.75, "consciousness": 0, "mixed": 0.25}
+    assert m == {"perspectives": 0, "tools": 0.75, "consciousness": 0, "mixed": 0.25, "copying": 0}
 
 
 @pytest.mark.parametrize("spec, match", [
@@ -501,3 +502,21 @@ def test_cli_help_and_errors(capsys):
         data.main(["--mix", "robots=1"])
     assert e.value.code == 2
     assert "unknown category" in capsys.readouterr().err
+
+
+def test_copying_answers_are_the_requests_text():
+    """Each assistant turn of a copying example is the text its request gives (plain or as the
+    JSON string under "text"), and the texts are drawn at random: copying is the only way."""
+    ex = data.generate(400, seed=3, mix={"copying": 1})
+    answers = []
+    for e in ex:
+        msgs = e["messages"]
+        assert [m["role"] for m in msgs[1:]] == ["user", "assistant"] * ((len(msgs) - 1) // 2)
+        for u, a in zip(msgs[1::2], msgs[2::2]):
+            text = a["content"]
+            if text.startswith("{"):
+                text = json.loads(text)["text"]
+                assert a["content"] == json.dumps({"text": text}, ensure_ascii=False)
+            assert text and text in u["content"], (u, a)
+            answers.append(text)
+    assert len(set(answers)) / len(answers) > 0.95

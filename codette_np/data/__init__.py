@@ -1,13 +1,16 @@
 """The built-in "mixed training" dataset, user data loading and the split.
 
-Four categories (default mix 30/25/25/20):
+Five categories (default mix 30/25/25/20/0):
 - perspectives: a question answered in the style of one named perspective
   (Newton, Da Vinci, Quantum, Philosophical, Systems, Empathic);
 - tools: request -> assistant turn that is exactly a tool call -> tool turn
   with the true result (codette_np.data.tools runs the call offline) -> answer;
 - consciousness: honest, consistent answers about what Codette is;
 - mixed: one problem seen from two or three perspectives and integrated,
-  some after a tool call.
+  some after a tool call;
+- copying: a random text (words, numbers, a path, a URL, an expression)
+  asked back plain or as a JSON string: a tool call's argument copying, in
+  isolation (weight 0 unless the mix asks for it).
 
 Every example starts with the system turn (chat.SYSTEM_PROMPT) and is
 rendered with chat.render. Generation is procedural (pools x structures x
@@ -20,7 +23,7 @@ examples with a call) also have tool (the expected tool name) and, for the
 file tools, files (the workspace as it was before the call).
 
 Layout: one module per category (perspectives, tool_use, consciousness,
-mixed) over `common`; `mix` draws them by the category mix; `tools` holds the nine tools
+mixed, copying) over `common`; `mix` draws them by the category mix; `tools` holds the nine tools
 and their offline world; `user` reads user files and splits by example;
 `stats` measures diversity; `cli` is the command line:
 

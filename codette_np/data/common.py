@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from codette_np import chat
 
-CATEGORIES = ("perspectives", "tools", "consciousness", "mixed")
-DEFAULT_MIX = {"perspectives": 0.30, "tools": 0.25, "consciousness": 0.25, "mixed": 0.20}
+CATEGORIES = ("perspectives", "tools", "consciousness", "mixed", "copying")
+DEFAULT_MIX = {"perspectives": 0.30, "tools": 0.25, "consciousness": 0.25, "mixed": 0.20, "copying": 0.0}
 
 
 class DataError(ValueError):

@@ -10,10 +10,12 @@ from codette_np.data.perspectives import gen_perspectives
 from codette_np.data.tool_use import gen_tools
 from codette_np.data.consciousness import gen_consciousness
 from codette_np.data.mixed import gen_mixed
+from codette_np.data.copying import gen_copying
 
 
 GENERATORS = {"perspectives": gen_perspectives, "tools": gen_tools,
-              "consciousness": gen_consciousness, "mixed": gen_mixed}
+              "consciousness": gen_consciousness, "mixed": gen_mixed,
+              "copying": gen_copying}
 
 
 def _check_mix(mix: dict) -> dict:
