@@ -7,7 +7,7 @@ Times MPI Allreduce (sum, in place) and Allgatherv of float32 buffers from 1 MiB
 as the trainer calls them (codette_np.distributed), median of --repeats. Prints, on rank 0,
 one line per size: milliseconds and the bus bandwidth, 2 (R - 1) / R * bytes / time for the
 all-reduce and (R - 1) / R * bytes / time for the all-gather (the bytes each rank moves in a
-ring), then the projection table of the README (--table): the step's communication, from the
+ring), then the projection table of the README (--compute): the step's communication, from the
 bytes a step moves and a network's bandwidth, next to a measured compute time per step.
 """
 
@@ -47,14 +47,17 @@ def measure(comm, sizes_mib, repeats):
     return rows
 
 
-def step_bytes(n_params: int, ranks: int) -> float:
-    """Bytes each rank sends (and receives) per optimizer step in codette_np.distributed: the
-    fp32 gradient all-reduce, 2 (R - 1) / R * 4 P, and the all-gather of the updated fp32
-    weights, (R - 1) / R * 4 P."""
-    return 3 * (ranks - 1) / ranks * 4 * n_params
+def step_bytes(n_params: int, ranks: int, plan: str = "lean") -> float:
+    """Bytes each rank sends (and receives) per optimizer step in codette_np.distributed, in a
+    ring. The fp32 plan: the fp32 gradients' reduce-scatter, (R - 1) / R * 4 P, and the
+    all-gather of the updated fp32 weights, (R - 1) / R * 4 P. The lean plan (--clip previous,
+    bf16 weights): each group's fp32 gradients all-reduced, 2 (R - 1) / R * 4 P, and the bf16
+    weights all-gathered, (R - 1) / R * 2 P (counting every parameter as a bf16 matrix's)."""
+    per_param = {"fp32": 4 + 4, "lean": 2 * 4 + 2}[plan]
+    return (ranks - 1) / ranks * per_param * n_params
 
 
-def table(compute_s: dict[str, float]):
+def table(compute_s: dict[str, float], plan: str = "lean"):
     """Projected step time and scaling efficiency (compute / (compute + communication), no
     overlap assumed) for each preset on 4, 16 and 64 machines over 10 and 100 Gb/s."""
     from codette_np import ModelConfig
@@ -67,7 +70,7 @@ def table(compute_s: dict[str, float]):
             bw = gbit * 1e9 / 8 * 0.9  # 90% of the line rate
             cells = []
             for R in (4, 16, 64):
-                t_comm = step_bytes(P, R) / bw
+                t_comm = step_bytes(P, R, plan) / bw
                 cells.append(f"{t_c + t_comm:.1f} s, {t_c / (t_c + t_comm):.0%}")
             lines.append(f"| {size} | {t_c:.0f} s | {gbit} Gb/s | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -79,6 +82,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--compute", default="",
                     help="measured seconds per step for the projection table, e.g. 'small=70,medium=140'")
+    ap.add_argument("--plan", choices=["lean", "fp32"], default="lean",
+                    help="the memory plan whose bytes per step the table counts (default lean)")
     args = ap.parse_args()
     from mpi4py import MPI
 
@@ -90,7 +95,7 @@ def main():
         for mib, ar, ar_bw, ag, ag_bw in rows:
             print(f"{mib:>5} {ar * 1e3:>13.2f} {ar_bw / 1e9:>9.2f} {ag * 1e3:>13.2f} {ag_bw / 1e9:>9.2f}")
         if args.compute:
-            print(table({k: float(v) for k, v in (kv.split("=") for kv in args.compute.split(","))}))
+            print(table({k: float(v) for k, v in (kv.split("=") for kv in args.compute.split(","))}, args.plan))
 
 
 if __name__ == "__main__":

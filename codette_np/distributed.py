@@ -3,10 +3,11 @@
 Every rank holds the whole model and takes its B / R rows of every global
 batch of B rows (the single-process data order: `rows_of_rank`). Each rank's
 loss gradient is normalized by the global batch's target count, so summing
-the ranks' gradients gives the single process's gradient. The sum runs in
-place over the flat gradient buffer, in buckets of contiguous spans launched
-(non-blocking) as backward completes them (`GradReducer`), as PyTorch DDP
-overlaps its 25 MB buckets with backward.
+the ranks' gradients gives the single process's gradient. The sum is a
+reduce-scatter over the flat gradient buffer: each rank receives only the
+summed gradients of its shard (below), in buckets of contiguous spans
+launched (non-blocking) as backward completes them (`GradReducer`), as
+PyTorch DDP overlaps its 25 MB buckets with backward.
 
 The AdamW moments are sharded (ZeRO stage 1): rank r keeps and updates only
 the moments of its slice [bounds[r], bounds[r+1]) of the flat parameter
@@ -212,13 +213,17 @@ def store_bounds(model, bounds: list[int]) -> list[tuple[np.ndarray, list[int]]]
 
 
 class GradReducer:
-    """Sums model.grads over the ranks in place. forward_backward reports each group of
-    tensors as its gradients complete (on_grads), from the end of the flat buffer toward its
-    start; the reducer joins adjacent groups into spans of BUCKET_BYTES and starts a
-    non-blocking all-reduce on each span as soon as it is full; finish() waits for them all."""
+    """Sums model.grads over the ranks, each rank's shard [bounds[r], bounds[r + 1]) into that
+    rank's buffer (the rest of a rank's buffer keeps its own, partial, gradients: only its
+    shard is used). forward_backward reports each group of tensors as its gradients complete
+    (on_grads), from the end of the flat buffer toward its start; the reducer joins adjacent
+    groups into spans of BUCKET_BYTES and starts a non-blocking reduce-scatter on each span as
+    soon as it is full (rank r receives the span's part inside its shard); finish() waits for
+    them all and puts the received sums in place. A reduce-scatter moves (R - 1) / R of the
+    span's bytes, half an all-reduce's."""
 
-    def __init__(self, world: World, model, bucket_bytes: int = BUCKET_BYTES):
-        self.world, self.model, self.bucket = world, model, bucket_bytes
+    def __init__(self, world: World, model, bounds: list[int], bucket_bytes: int = BUCKET_BYTES):
+        self.world, self.model, self.bucket, self.bounds = world, model, bucket_bytes, bounds
         by = model.layout.by_name
         self._span = {}  # first name of a group -> its (lo, hi) in the flat buffer
         for names in model.grad_groups():
@@ -228,6 +233,7 @@ class GradReducer:
             self._span[names[0]] = (lo, hi)
         self._pending = None  # (lo, hi) of the span not yet launched
         self._requests = []
+        self._received = []  # (where in model.grads, the buffer receiving this rank's part)
         self._views = []  # the launched spans (kept alive until their requests complete)
 
     def on_grads(self, names):
@@ -248,8 +254,13 @@ class GradReducer:
         from mpi4py import MPI
 
         lo, hi = self._pending
-        view = self.model.grads[lo:hi]
-        self._requests.append(self.world.comm.Iallreduce(MPI.IN_PLACE, [view, _mpi_type(view)], op=MPI.SUM))
+        b, me = self.bounds, self.world.rank
+        counts = [max(0, min(hi, b[r + 1]) - max(lo, b[r])) for r in range(self.world.size)]
+        view = self.model.grads[lo:hi]  # (hi - lo,): rank r's part of it comes r-th, in order
+        mine = np.empty(counts[me], view.dtype)
+        t = _mpi_type(view)
+        self._requests.append(self.world.comm.Ireduce_scatter([view, t], [mine, t], counts, op=MPI.SUM))
+        self._received.append((max(lo, b[me]), mine))
         self._views.append(view)
         self._pending = None
 
@@ -259,4 +270,6 @@ class GradReducer:
         if self._pending is not None:
             self._launch()
         MPI.Request.Waitall(self._requests)
-        self._requests, self._views = [], []
+        for at, mine in self._received:
+            self.model.grads[at:at + mine.size] = mine
+        self._requests, self._views, self._received = [], [], []

@@ -99,6 +99,7 @@ class AdamW:
         self.state_format, self.seed = state, int(seed)
         self.t = 0  # optimizer steps taken
         self.last_grad_norm = None  # the last step's global gradient norm (fused_step clips by it)
+        self.sum_over_ranks = None  # float -> float summed over the ranks (step's norm), in a data parallel run
         # shard: the flat-buffer elements [lo, hi) this optimizer keeps moments for and updates
         # (ZeRO stage 1, codette_np.distributed); each boundary sits inside its tensor at a
         # multiple of Q8_BLOCK, so the 8-bit blocks are those of the whole tensor
@@ -147,8 +148,14 @@ class AdamW:
         return sum(a.nbytes for a in self.state_arrays().values())
 
     def grad_norm(self) -> float:
-        """Global L2 norm of the model's gradients."""
-        return math.sqrt(self.model.kernels.grad_norm_sq(self.model.grads))
+        """Global L2 norm of the model's gradients. With a shard and `sum_over_ranks` (a data
+        parallel run, whose ranks each hold the summed gradients of their shard only): the
+        shard's sum of squares, summed over the ranks."""
+        G = self.model.grads
+        if self.sum_over_ranks is None:
+            return math.sqrt(self.model.kernels.grad_norm_sq(G))
+        lo, hi = self.shard
+        return math.sqrt(self.sum_over_ranks(self.model.kernels.grad_norm_sq(G[lo:hi])))
 
     def step(self, lr: float | None = None, max_grad_norm: float | None = None) -> float:
         """Apply one update from model.grads; returns the (pre-clip) global grad norm.

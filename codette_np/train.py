@@ -541,7 +541,11 @@ def run(args, given: dict | None = None, world=None) -> int:
     bounds = dist.shard_bounds(model.layout, world.size)  # rank r keeps the moments of [b[r], b[r+1])
     opt = AdamW(model, lr=max_lr, weight_decay=args.weight_decay, state=plan.optimizer_state, seed=args.seed,
                 shard=(bounds[world.rank], bounds[world.rank + 1]))
-    reducer = dist.GradReducer(world, model) if world.size > 1 else None
+    reducer = None
+    if world.size > 1:  # each rank gets its shard's summed gradients; the norm sums the shards'
+        reducer = dist.GradReducer(world, model, bounds)
+        if not plan.fused_update:
+            opt.sum_over_ranks = world.sum
     step, tokens_seen, best_val = 0, 0, math.inf
     if state is not None and world.size == 1:  # streamed straight into the model's and the optimizer's buffers
         ck.load_checkpoint(state["path"], into={**ck.model_blobs(model), **opt.state_arrays()})
