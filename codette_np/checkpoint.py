@@ -42,8 +42,25 @@ def _all_finite(a: np.ndarray, chunk: int = 1 << 22) -> bool:
     return all(np.isfinite(flat[i:i + chunk]).all() for i in range(0, flat.size, chunk))
 
 
-def save_checkpoint(path, header: dict, blobs: dict[str, np.ndarray]):
-    """Atomically write `header` (JSON-able) and named arrays to `path`.
+class Streamed:
+    """A blob that is never whole in memory: its dtype and shape, and pieces(), which yields its
+    elements in order as 1-D arrays (each valid until the next is asked for). save_checkpoint
+    calls pieces() twice: once for the digest, once for the file."""
+
+    def __init__(self, dtype, shape, pieces):
+        self.dtype, self.shape, self.pieces = np.dtype(dtype), tuple(shape), pieces
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+def _bytes(a: np.ndarray) -> memoryview:
+    return memoryview(np.ascontiguousarray(a)).cast("B") if a.size else memoryview(b"")
+
+
+def save_checkpoint(path, header: dict, blobs: dict):
+    """Atomically write `header` (JSON-able) and named arrays (or Streamed blobs) to `path`.
 
     Refuses (ValueError) to write non-finite float arrays.
     """
@@ -51,12 +68,20 @@ def save_checkpoint(path, header: dict, blobs: dict[str, np.ndarray]):
     path.parent.mkdir(parents=True, exist_ok=True)
     entries, off = [], 0
     for name, a in blobs.items():
-        a = np.ascontiguousarray(a)
-        if a.dtype.kind == "f" and not _all_finite(a):
-            raise ValueError(f"refusing to write checkpoint {path}: {name} holds non-finite values")
+        if isinstance(a, Streamed):
+            h = hashlib.sha256()
+            for piece in a.pieces():
+                if a.dtype.kind == "f" and not _all_finite(piece):
+                    raise ValueError(f"refusing to write checkpoint {path}: {name} holds non-finite values")
+                h.update(_bytes(piece))
+            sha = h.hexdigest()
+        else:
+            a = np.ascontiguousarray(a)
+            if a.dtype.kind == "f" and not _all_finite(a):
+                raise ValueError(f"refusing to write checkpoint {path}: {name} holds non-finite values")
+            sha = hashlib.sha256(_bytes(a)).hexdigest()
         entries.append({"name": name, "dtype": a.dtype.str, "shape": list(a.shape),
-                        "offset": off, "nbytes": int(a.nbytes),
-                        "sha256": hashlib.sha256(memoryview(a).cast("B")).hexdigest()})
+                        "offset": off, "nbytes": int(a.nbytes), "sha256": sha})
         off += a.nbytes
     head = json.dumps({**header, "blobs": entries}, sort_keys=True).encode()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -70,7 +95,8 @@ def save_checkpoint(path, header: dict, blobs: dict[str, np.ndarray]):
             put(struct.pack("<Q", len(head)))
             put(head)
             for name, a in blobs.items():
-                put(memoryview(np.ascontiguousarray(a)).cast("B"))
+                for piece in (a.pieces() if isinstance(a, Streamed) else (a,)):
+                    put(_bytes(piece))
             f.write(digest.digest())
             f.flush()
             os.fsync(f.fileno())
@@ -118,16 +144,23 @@ def read_header(path) -> dict:
     return header
 
 
-def load_checkpoint(path, into: dict[str, np.ndarray] | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+READ_CHUNK = 1 << 24  # bytes read at a time from a blob of which only a part is kept
+
+
+def load_checkpoint(path, into: dict[str, np.ndarray] | None = None,
+                    parts: dict[str, tuple[int, np.ndarray]] | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """(header, blobs) from `path`; CheckpointError if missing, truncated or corrupt.
 
     Streams the file blob by blob (the whole file is never in memory twice):
     a blob named in `into` is read straight into that array (same dtype and
-    size), the others into new arrays. Every blob's digest and the file's
-    digest are checked; on a mismatch nothing read may be trusted."""
+    size), a blob named in `parts` as (lo, dst) is read READ_CHUNK bytes at a
+    time and only its elements [lo, lo + dst.size) are kept, in dst (a data
+    parallel rank's shard); the others are read into new arrays. Every blob's
+    digest and the file's digest are checked; on a mismatch nothing read may
+    be trusted."""
     path = Path(path)
     header = read_header(path)
-    into = into or {}
+    into, parts = into or {}, parts or {}
     digest = hashlib.sha256()
     blobs = {}
     try:
@@ -138,6 +171,11 @@ def load_checkpoint(path, into: dict[str, np.ndarray] | None = None) -> tuple[di
             digest.update(f.read(hlen))
             for e in header["blobs"]:
                 dt, shape = np.dtype(e["dtype"]), tuple(e["shape"])
+                if e["name"] in parts:
+                    lo, dst = parts[e["name"]]
+                    _read_part(f, path, e, dt, lo, dst, digest)
+                    blobs[e["name"]] = dst
+                    continue
                 dst = into.get(e["name"])
                 if dst is not None:
                     if dst.dtype != dt or dst.size * dt.itemsize != e["nbytes"] or not dst.flags.c_contiguous:
@@ -159,6 +197,29 @@ def load_checkpoint(path, into: dict[str, np.ndarray] | None = None) -> tuple[di
         raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
     header.pop("blobs")
     return header, blobs
+
+
+def _read_part(f, path, e, dt, lo, dst, digest):
+    """Blob entry e, read from f in chunks into the file digest and its own; its elements
+    [lo, lo + dst.size) copied into dst."""
+    if dst.dtype != dt or not dst.flags.c_contiguous or lo < 0 or (lo + dst.size) * dt.itemsize > e["nbytes"]:
+        raise CheckpointError(f"checkpoint {path}: blob {e['name']} is {e['dtype']} {tuple(e['shape'])}, "
+                              f"which does not hold elements {lo}..{lo + dst.size} as {dst.dtype}")
+    own, want = hashlib.sha256(), memoryview(dst).cast("B") if dst.size else memoryview(bytearray(0))
+    b0, b1 = lo * dt.itemsize, (lo + dst.size) * dt.itemsize  # the bytes kept, within the blob
+    done = 0
+    while done < e["nbytes"]:
+        chunk = f.read(min(READ_CHUNK, e["nbytes"] - done))
+        if not chunk:
+            raise CheckpointError(f"checkpoint {path} is truncated (blob {e['name']})")
+        own.update(chunk)
+        digest.update(chunk)
+        a, b = max(b0, done), min(b1, done + len(chunk))
+        if a < b:
+            want[a - b0:b - b0] = chunk[a - done:b - done]
+        done += len(chunk)
+    if own.hexdigest() != e["sha256"]:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated (blob {e['name']} fails its checksum)")
 
 
 def read_blob(path, name: str) -> np.ndarray:

@@ -141,17 +141,6 @@ class World:
         for flat, b in store_bounds(model, bounds):
             self.allgather_params(flat, b)
 
-    def gather_to_root(self, part: np.ndarray) -> np.ndarray | None:
-        """The ranks' parts (n_r,) concatenated in rank order, on rank 0 (None elsewhere)."""
-        if self.comm is None:
-            return part
-        counts = self.comm.allgather(part.size)
-        out = np.empty(sum(counts), part.dtype) if self.is_root else None
-        displs = [sum(counts[:r]) for r in range(self.size)]
-        self.comm.Gatherv(np.ascontiguousarray(part),
-                          [out, counts, displs, _mpi_type(part)] if self.is_root else None, root=0)
-        return out
-
     def part_range(self, length: int) -> tuple[int, int]:
         """(start, end) of this rank's part, of `length` elements, in the rank-ordered
         concatenation of the ranks' parts (each rank passes its own length)."""
@@ -160,6 +149,60 @@ class World:
         counts = self.comm.allgather(length)
         start = sum(counts[:self.rank])
         return start, start + counts[self.rank]
+
+
+GATHER_CHUNK_BYTES = int(os.environ.get("CODETTE_GATHER_CHUNK_BYTES", 32 * 2**20))  # (smaller in the tests)
+
+
+class GatheredParts:
+    """The ranks' parts of some arrays (the sharded AdamW moments), each streamed to rank 0 as
+    the rank-ordered concatenation, GATHER_CHUNK_BYTES at a time, so that no rank ever holds
+    a whole gathered array. Every rank makes it with its own parts, in the same order. Rank 0
+    hands blobs() to checkpoint.save_checkpoint, whose two passes over each blob (digest, then
+    file) run the gathers, and then calls drain(), which runs whatever gathers the writer did
+    not (it stopped on an error): the other ranks call serve(), the same `passes` sequence."""
+
+    def __init__(self, world: "World", parts: dict[str, np.ndarray], passes: int = 2):
+        self.world, self.parts, self.passes = world, parts, passes
+        self.starts = {}  # name -> each rank's first element in the concatenation, and the total
+        self.sequence = []  # (name, g0, g1): one gather of elements [g0, g1), in order
+        for name, a in parts.items():
+            sizes = world.allgather(int(a.size))
+            self.starts[name] = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+            step = max(1, GATHER_CHUNK_BYTES // a.dtype.itemsize)
+            total = self.starts[name][-1]
+            self.sequence += [(name, g0, min(total, g0 + step)) for g0 in range(0, total, step)]
+        self.done = 0  # gathers run so far
+
+    def _gather(self):
+        from mpi4py import MPI  # noqa: F401 (the types)
+
+        name, g0, g1 = self.sequence[self.done % len(self.sequence)]
+        a, st, me = self.parts[name], self.starts[name], self.world.rank
+        counts = [max(0, min(g1, st[r + 1]) - max(g0, st[r])) for r in range(self.world.size)]
+        displs = [max(g0, st[r]) - g0 if counts[r] else 0 for r in range(self.world.size)]
+        lo = max(g0, st[me]) - st[me]
+        out = np.empty(g1 - g0, a.dtype) if self.world.is_root else None
+        self.world.comm.Gatherv(np.ascontiguousarray(a[lo:lo + counts[me]]),
+                                [out, counts, displs, _mpi_type(a)] if out is not None else None, root=0)
+        self.done += 1
+        return out
+
+    def _pieces(self, name):
+        for _ in range(sum(n == name for n, _, _ in self.sequence)):
+            yield self._gather()
+
+    def blobs(self) -> dict:
+        from codette_np.checkpoint import Streamed
+
+        return {name: Streamed(a.dtype, (self.starts[name][-1],), lambda name=name: self._pieces(name))
+                for name, a in self.parts.items()}
+
+    def serve(self):
+        while self.done < self.passes * len(self.sequence):
+            self._gather()
+
+    drain = serve
 
 
 def _mpi_type(a: np.ndarray):

@@ -26,12 +26,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from codette_np.checkpoint import READ_CHUNK
+from codette_np.distributed import GATHER_CHUNK_BYTES
 from codette_np.optim import WEIGHT_CHUNK, state_bytes_per_param
 from codette_np.params import ParamLayout
 
 MEMORY_PLANS = ("auto", "fp32", "lean")
 WEIGHT_CHOICES = ("auto", "fp32", "bf16")  # "auto": fp32 weights when the plan fits with them, else bf16
 STATE_OF_PLAN = {"fp32": "fp32", "lean": "q8"}  # AdamW moment format of each plan
+# a data parallel checkpoint: rank 0 receives the moments one gathered chunk at a time, and a
+# resuming rank reads them one file chunk at a time
+CHECKPOINT_CHUNKS = GATHER_CHUNK_BYTES + READ_CHUNK
 RUNTIME_BYTES = 200 * 2**20  # interpreter, libraries, data and tokenizer: 158 MiB measured at micro, before the model
 
 
@@ -120,7 +125,7 @@ def plan_for(cfg, B: int, T: int, memory: str = "auto", available: int | None = 
                  *((("one matrix bf16 (rounded for its product)", 2 * largest),) if precision == "bf16" else ()))
     shard = f" (1/{ranks} shard)" if ranks > 1 else ""
     buffers = (*wbufs, (gwhat, grads), (f"AdamW moments {fmt}{shard}", opt),
-               *((("the other shards, saving or loading a checkpoint", opt_all - opt),) if ranks > 1 else ()),
+               *((("checkpoint: the moments streamed, a chunk at a time", CHECKPOINT_CHUNKS),) if ranks > 1 else ()),
                (f"activations{' (recomputed)' if lean else ''}{', bf16 products' if precision == 'bf16' else ''} "
                 f"and scratch ({B} x {T})", act),
                ("evaluation (logits, KV cache)", evaluation),

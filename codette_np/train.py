@@ -549,12 +549,9 @@ def run(args, given: dict | None = None, world=None) -> int:
     step, tokens_seen, best_val = 0, 0, math.inf
     if state is not None and world.size == 1:  # streamed straight into the model's and the optimizer's buffers
         ck.load_checkpoint(state["path"], into={**ck.model_blobs(model), **opt.state_arrays()})
-    elif state is not None:  # each rank reads the whole file and keeps its shard of the moments
-        _, blobs = ck.load_checkpoint(state["path"], into=ck.model_blobs(model))
-        for name, a in opt.state_arrays().items():
-            lo, hi = world.part_range(a.size)
-            a[:] = blobs[name][lo:hi]
-        del blobs
+    elif state is not None:  # each rank reads the whole file, keeping only its shard of the moments
+        parts = {name: (world.part_range(a.size)[0], a) for name, a in opt.state_arrays().items()}
+        ck.load_checkpoint(state["path"], into=ck.model_blobs(model), parts=parts)
     if state is not None:
         opt.t = state["header"]["opt_t"]
         opt.last_grad_norm = state["header"].get("last_grad_norm")
@@ -575,9 +572,21 @@ def run(args, given: dict | None = None, world=None) -> int:
 
     def save(path, kind):
         """Write a checkpoint (every rank calls it: rank 0 gathers the moments' shards and writes)."""
-        if world.size > 1:
-            moments = {name: world.gather_to_root(a) for name, a in opt.state_arrays().items()}
-            ok = _write(path, kind, moments) if root else None
+        if world.size > 1:  # the moments' shards streamed to rank 0 while it writes, a chunk at a time
+            finite = world.sum(float(all(np.isfinite(a).all() for a in opt.state_arrays().values()
+                                         if a.dtype.kind == "f"))) == world.size
+            if not finite:  # (every rank knows before any gather starts)
+                if root:
+                    log.say(f"checkpoint not written: the optimizer state holds non-finite values")
+                return False
+            gathered = dist.GatheredParts(world, opt.state_arrays())
+            if not root:
+                gathered.serve()
+                return world.bcast(None)
+            try:
+                ok = _write(path, kind, gathered.blobs())
+            finally:
+                gathered.drain()  # the gathers the other ranks still wait in
             return world.bcast(ok)
         return _write(path, kind, opt.state_arrays())
 

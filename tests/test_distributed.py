@@ -31,7 +31,9 @@ need_mpi = pytest.mark.skipif(not HAVE_MPI, reason="needs mpi4py and mpiexec: pi
 ARGS = ["--size", "nano", "--samples", "300", "--vocab-size", "400", "--batch-size", "4",
         "--eval-every", "1000", "--save-every", "10", "--export-dtype", "none", "--eval-tool-samples", "0",
         "--eval-rows", "2", "--threads", "1", "--memory", "fp32", "--quiet"]
-ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+# checkpoints gather the moments in chunks of 4 KiB here, so that every blob takes several
+ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT),
+           CODETTE_GATHER_CHUNK_BYTES="4096")
 
 
 def train(out, *extra, ranks=1, timeout=300):
