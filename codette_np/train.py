@@ -690,18 +690,19 @@ def run(args, given: dict | None = None, world=None) -> int:
                         norm = opt.step(lr=lr, max_grad_norm=args.max_grad_norm or None)
                     except FloatingPointError:
                         pass
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                bad += 1
-                log.say(f"step {step}: non-finite loss {loss} / grad norm {norm}; update skipped "
-                        f"({bad} in a row)")
-                if bad >= MAX_BAD_STEPS:
-                    bar.close()
-                    best = out / "best.ckpt"
-                    raise UserError(f"{bad} non-finite steps in a row at step {step}: training diverged. "
-                                    f"Lower --lr (now {max_lr}) or --max-grad-norm"
-                                    + (f"; {best} holds the best weights so far" if best.is_file() else ""))
-            else:
-                bad = 0
+        if (y >= 0).any() and not (math.isfinite(loss) and math.isfinite(norm)):
+            # (loss and norm are global: every rank of a distributed run counts the same)
+            bad += 1
+            log.say(f"step {step}: non-finite loss {loss} / grad norm {norm}; update skipped "
+                    f"({bad} in a row)")
+            if bad >= MAX_BAD_STEPS:
+                bar.close()
+                best = out / "best.ckpt"
+                raise UserError(f"{bad} non-finite steps in a row at step {step}: training diverged. "
+                                f"Lower --lr (now {max_lr}) or --max-grad-norm"
+                                + (f"; {best} holds the best weights so far" if best.is_file() else ""))
+        elif (y >= 0).any():
+            bad = 0
         step += 1
         tokens_seen += B * T
         now = time.perf_counter()

@@ -198,3 +198,16 @@ def test_a_killed_rank_ends_the_job(tmp_path):
             p.kill()
     assert p.returncode != 0
     assert str(pid) in text and "Killed" in text  # the launcher names the dead process (pid: rank 1)
+
+
+@need_mpi
+@pytest.mark.parametrize("memory", ["fp32", "lean"])
+def test_a_diverging_run_stops_on_every_rank(tmp_path, memory):
+    """Five non-finite steps in a row end the run with its message, on 2 ranks as on one (the
+    loss and the norm are global, so every rank counts the same steps)."""
+    args = [a for a in ARGS if a not in ("--memory", "fp32")]
+    r = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "codette_np.train", *args, "--memory", memory,
+                        "--lr", "1e9", "--max-grad-norm", "0", "--max-steps", "40", "--out", str(tmp_path / "d")],
+                       capture_output=True, text=True, timeout=120, env=ENV, cwd=ROOT)
+    assert r.returncode != 0 and "non-finite steps in a row" in r.stderr and "training diverged" in r.stderr, \
+        r.stderr[-2000:]
