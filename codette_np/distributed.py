@@ -109,7 +109,13 @@ class World:
             time.sleep(poll)
 
     def abort(self, code: int = 1):
+        """End the whole job (MPI_Abort), after a moment for the launcher to forward what this
+        rank wrote to stderr (an abort may drop output still in flight)."""
         if self.comm is not None:
+            import sys
+
+            sys.stderr.flush()
+            time.sleep(0.5)
             self.comm.Abort(code)
 
     # -- arrays ------------------------------------------------------------
@@ -175,8 +181,6 @@ class GatheredParts:
         self.done = 0  # gathers run so far
 
     def _gather(self):
-        from mpi4py import MPI  # noqa: F401 (the types)
-
         name, g0, g1 = self.sequence[self.done % len(self.sequence)]
         a, st, me = self.parts[name], self.starts[name], self.world.rank
         counts = [max(0, min(g1, st[r + 1]) - max(g0, st[r])) for r in range(self.world.size)]
@@ -190,6 +194,7 @@ class GatheredParts:
 
     def _pieces(self, name):
         for _ in range(sum(n == name for n, _, _ in self.sequence)):
+            assert self.sequence[self.done % len(self.sequence)][0] == name, "blobs written out of order"
             yield self._gather()
 
     def blobs(self) -> dict:

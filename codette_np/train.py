@@ -305,6 +305,10 @@ def main(argv=None):
     try:
         return run(args, given_flags(ap, argv), world)
     except (DataError, CheckpointError, TokenizerError, UserError, BackendUnavailable) as e:
+        if getattr(e, "on_every_rank", False):  # every rank stopped here together: rank 0 says why
+            if world.is_root:
+                print(f"error: {e}", file=sys.stderr)
+            return 2
         print(f"error: {where}{e}", file=sys.stderr)
         world.abort(2)  # the other ranks would wait for this one forever: end the job
         return 2
@@ -327,7 +331,12 @@ def main(argv=None):
 
 
 class UserError(RuntimeError):
-    pass
+    """A one-line error for the user. on_every_rank: raised by every rank of a distributed run
+    at the same point (from global values), so the job ends without MPI_Abort."""
+
+    def __init__(self, message: str, on_every_rank: bool = False):
+        super().__init__(message)
+        self.on_every_rank = on_every_rank
 
 
 _HELD_LOCKS = []  # run-directory locks this process holds
@@ -700,7 +709,8 @@ def run(args, given: dict | None = None, world=None) -> int:
                 best = out / "best.ckpt"
                 raise UserError(f"{bad} non-finite steps in a row at step {step}: training diverged. "
                                 f"Lower --lr (now {max_lr}) or --max-grad-norm"
-                                + (f"; {best} holds the best weights so far" if best.is_file() else ""))
+                                + (f"; {best} holds the best weights so far" if best.is_file() else ""),
+                                on_every_rank=True)
         elif (y >= 0).any():
             bad = 0
         step += 1
