@@ -12,9 +12,13 @@ PyTorch DDP overlaps its 25 MB buckets with backward.
 The AdamW moments are sharded (ZeRO stage 1): rank r keeps and updates only
 the moments of its slice [bounds[r], bounds[r+1]) of the flat parameter
 buffer (`shard_bounds`, `optim.AdamW(shard=)`); the updated slices are then
-all-gathered (`World.allgather_params`). Checkpoints hold the gathered
-moments, in the single-process format, so a run resumes on any number of
-ranks.
+all-gathered, each weight store by its own range (`World.allgather_model`:
+the float32 store and, with bf16 weights, the bf16 bits). With the update
+fused into backward (the lean plan), each finished group's gradients are
+all-reduced before its shard is updated (`optim.AdamW.fused_step(reduce=)`).
+Checkpoints hold the gathered moments, in the single-process format, so a
+run resumes on any number of ranks; rank 0 receives them a chunk at a time
+while it writes (`GatheredParts`), and a resuming rank reads only its shard.
 
 A process started without mpiexec (or with one rank) gets `World()`, of size
 1, and no MPI is imported: mpi4py and an MPI are the optional `[mpi]` extra.
