@@ -148,6 +148,8 @@ class World:
         """allgather_params on each of the model's weight stores (float32, and the bf16 bits of
         the blocks' matrices with weights="bf16"): the flat-layout shards map to one contiguous
         range of each store, since the stores keep the layout's order."""
+        if self.comm is None:
+            return
         for flat, b in store_bounds(model, bounds):
             self.allgather_params(flat, b)
 

@@ -449,6 +449,7 @@ def run(args, given: dict | None = None, world=None) -> int:
     max_lr = args.lr or d["lr"]
     min_lr = args.min_lr if args.min_lr is not None else max_lr / 10
     log = Log(out, state["step"] if state else None, enabled=root)
+    rank_rows = slice(None)  # the rows of every batch this process trains on
     if world.size > 1:
         try:
             rank_rows = dist.rows_of_rank(B, world.rank, world.size)
@@ -551,10 +552,9 @@ def run(args, given: dict | None = None, world=None) -> int:
     opt = AdamW(model, lr=max_lr, weight_decay=args.weight_decay, state=plan.optimizer_state, seed=args.seed,
                 shard=(bounds[world.rank], bounds[world.rank + 1]))
     reducer = None
-    if world.size > 1:  # each rank gets its shard's summed gradients; the norm sums the shards'
+    if world.size > 1 and not plan.fused_update:  # each rank gets its shard's summed gradients
         reducer = dist.GradReducer(world, model, bounds)
-        if not plan.fused_update:
-            opt.sum_over_ranks = world.sum
+        opt.sum_over_ranks = world.sum  # the norm: the shards' sums of squares, summed
     step, tokens_seen, best_val = 0, 0, math.inf
     if state is not None and world.size == 1:  # streamed straight into the model's and the optimizer's buffers
         ck.load_checkpoint(state["path"], into={**ck.model_blobs(model), **opt.state_arrays()})
@@ -670,11 +670,11 @@ def run(args, given: dict | None = None, world=None) -> int:
         loss = norm = float("nan")
         if not (y >= 0).any():  # context only (one long prompt, say): nothing to learn from
             log.say(f"step {step}: no trained token in this batch; step skipped", echo=False)
-        elif world.size > 1 and plan.fused_update:  # each group's gradients summed, then its shard updated
+        elif plan.fused_update:  # each group updated (its shard) as soon as its gradients are complete
             loss, norm = opt.fused_step(x[rank_rows], y[rank_rows], lr=lr, max_grad_norm=args.max_grad_norm or None,
                                         clip=args.clip, n_targets=int(np.count_nonzero(y >= 0)),
-                                        reduce=world.allreduce_sum)
-            loss = world.sum(loss)
+                                        reduce=world.allreduce_sum if world.size > 1 else None)
+            loss = world.sum(loss)  # (one process: these two do nothing)
             world.allgather_model(model, bounds)  # (the groups updated before a non-finite one, too)
         elif world.size > 1:  # this rank's rows; gradients summed over the ranks while backward runs
             loss = model.forward_backward(x[rank_rows], y[rank_rows], on_grads=reducer.on_grads,
@@ -689,16 +689,12 @@ def run(args, given: dict | None = None, world=None) -> int:
                 else:
                     world.allgather_model(model, bounds)  # every store: float32 and bf16 bits
         else:
-            if plan.fused_update:  # each layer updated as soon as its gradients are complete
-                loss, norm = opt.fused_step(x, y, lr=lr, max_grad_norm=args.max_grad_norm or None,
-                                            clip=args.clip)
-            else:
-                loss = model.forward_backward(x, y)
-                if math.isfinite(loss):
-                    try:
-                        norm = opt.step(lr=lr, max_grad_norm=args.max_grad_norm or None)
-                    except FloatingPointError:
-                        pass
+            loss = model.forward_backward(x, y)
+            if math.isfinite(loss):
+                try:
+                    norm = opt.step(lr=lr, max_grad_norm=args.max_grad_norm or None)
+                except FloatingPointError:
+                    pass
         if (y >= 0).any() and not (math.isfinite(loss) and math.isfinite(norm)):
             # (loss and norm are global: every rank of a distributed run counts the same)
             bad += 1
