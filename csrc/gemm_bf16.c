@@ -62,7 +62,7 @@ typedef struct {
     int layout;     /* packed layout: WIDEN (fp32), PAIRS (bf16 pairs), AMX (tiles) */
     int mc;         /* rows of A per block (a multiple of mr) */
     micro_kernel kernel;
-    int avx2_pack;  /* WIDEN panels packed with the AVX2 packers (paths that imply AVX2) */
+    int avx2_pack;  /* interior WIDEN and PAIRS panels packed with AVX2 (paths that imply AVX2) */
 } gemm_path;
 
 enum { WIDEN = 0, PAIRS = 1, TILES = 2 };
@@ -275,7 +275,7 @@ static const gemm_path PATHS[GEMM_N_PATHS] = {
 #ifdef HAVE_X86_GEMM
     [GEMM_AVX2] = {"avx2", 6, 16, 1, WIDEN, 96, kernel_avx2, 1},
     [GEMM_AVX512] = {"avx512", 8, 32, 1, WIDEN, 96, kernel_avx512, 1},
-    [GEMM_AVX512BF16] = {"avx512bf16", 8, 32, 2, PAIRS, 128, kernel_avx512bf16},
+    [GEMM_AVX512BF16] = {"avx512bf16", 8, 32, 2, PAIRS, 128, kernel_avx512bf16, 1},
     [GEMM_AMX] = {"amx", 32, 32, 32, TILES, 128, kernel_amx},
 #else
     [GEMM_AVX2] = {"avx2", 0, 0, 0, 0, 0, NULL},
@@ -410,13 +410,36 @@ static inline __m256 widen8(const uint16_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-/* WIDEN panel (kcp, w), no edges, AVX2. si == 1: each k's w values are adjacent, a straight
- * widening copy. sk == 1: each row's k values are adjacent: 8 x 8 blocks widened and
- * transposed, stored under a mask when fewer than 8 rows remain. */
+/* The 8 x 8 transpose of 32-bit lanes: o[t][i] = r[i][t] */
 __attribute__((target("avx2,fma")))
-static void pack_widen_avx2(float *d, int w, const uint16_t *x, int64_t si, int64_t sk, int64_t i0,
-                            int64_t k0, int64_t kcp) {
-    if (si == 1) {
+static inline void transpose8x8(const __m256 r[8], __m256 o[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    o[0] = _mm256_permute2f128_ps(s0, s4, 0x20); o[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    o[2] = _mm256_permute2f128_ps(s2, s6, 0x20); o[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    o[4] = _mm256_permute2f128_ps(s0, s4, 0x31); o[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    o[6] = _mm256_permute2f128_ps(s2, s6, 0x31); o[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/* 16 bf16 at p -> 8 words, each the pair (p[2t], p[2t + 1]), as 8 float lanes (bits only) */
+__attribute__((target("avx2,fma")))
+static inline __m256 words8(const uint16_t *p) { return _mm256_loadu_ps((const float *)(const void *)p); }
+
+/* Interior panel (kcp, w) for paths that imply AVX2: WIDEN floats or PAIRS words. si == 1:
+ * each k's w values are adjacent: a widening copy (WIDEN) or two k rows interleaved (PAIRS).
+ * sk == 1: each row's k values are adjacent: 8 x 8 blocks of floats (WIDEN) or of words
+ * (PAIRS, a word holding two k) transposed, stored under a mask when fewer than 8 rows remain. */
+__attribute__((target("avx2,fma")))
+static void pack_interior_avx2(void *dst, int layout, int w, const uint16_t *x, int64_t si, int64_t sk,
+                               int64_t i0, int64_t k0, int64_t kcp) {
+    if (si == 1 && layout == WIDEN) {
+        float *d = dst;
         for (int64_t k = 0; k < kcp; k++) {
             const uint16_t *s = x + (k0 + k) * sk + i0;
             int r = 0;
@@ -425,34 +448,47 @@ static void pack_widen_avx2(float *d, int w, const uint16_t *x, int64_t si, int6
         }
         return;
     }
+    if (si == 1) {  /* PAIRS: word (p, r) = x(r, 2p) | x(r, 2p + 1) << 16 */
+        uint32_t *d = dst;
+        for (int64_t p = 0; p < kcp / 2; p++) {
+            const uint16_t *lo = x + (k0 + 2 * p) * sk + i0, *hi = lo + sk;
+            int r = 0;
+            for (; r + 8 <= w; r += 8) {
+                __m128i l = _mm_loadu_si128((const __m128i *)(lo + r)), h = _mm_loadu_si128((const __m128i *)(hi + r));
+                _mm_storeu_si128((__m128i *)(d + p * w + r), _mm_unpacklo_epi16(l, h));
+                _mm_storeu_si128((__m128i *)(d + p * w + r + 4), _mm_unpackhi_epi16(l, h));
+            }
+            for (; r < w; r++) d[p * w + r] = lo[r] | (uint32_t)hi[r] << 16;
+        }
+        return;
+    }
+    const int per_k = layout == WIDEN ? 1 : 2;  /* k values per 32-bit lane */
+    const int64_t lanes = kcp / per_k;          /* lanes per row */
+    float *d = dst;
     for (int rb = 0; rb < w; rb += 8) {
         const int rows = w - rb < 8 ? w - rb : 8;
         const uint16_t *p[8];
         for (int t = 0; t < 8; t++) p[t] = x + (i0 + rb + (t < rows ? t : rows - 1)) * si + k0;
         const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        int64_t k = 0;
-        for (; k + 8 <= kcp; k += 8) {
-            __m256 r0 = widen8(p[0] + k), r1 = widen8(p[1] + k), r2 = widen8(p[2] + k), r3 = widen8(p[3] + k);
-            __m256 r4 = widen8(p[4] + k), r5 = widen8(p[5] + k), r6 = widen8(p[6] + k), r7 = widen8(p[7] + k);
-            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-            __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
-            __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
-            __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
-            __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
-            __m256 o[8] = {_mm256_permute2f128_ps(s0, s4, 0x20), _mm256_permute2f128_ps(s1, s5, 0x20),
-                           _mm256_permute2f128_ps(s2, s6, 0x20), _mm256_permute2f128_ps(s3, s7, 0x20),
-                           _mm256_permute2f128_ps(s0, s4, 0x31), _mm256_permute2f128_ps(s1, s5, 0x31),
-                           _mm256_permute2f128_ps(s2, s6, 0x31), _mm256_permute2f128_ps(s3, s7, 0x31)};
+        int64_t q = 0;
+        for (; q + 8 <= lanes; q += 8) {
+            __m256 r[8], o[8];
+            for (int t = 0; t < 8; t++) r[t] = per_k == 1 ? widen8(p[t] + q) : words8(p[t] + 2 * q);
+            transpose8x8(r, o);
             for (int t = 0; t < 8; t++) {
-                if (rows == 8) _mm256_storeu_ps(d + (k + t) * w + rb, o[t]);
-                else _mm256_maskstore_ps(d + (k + t) * w + rb, mask, o[t]);
+                if (rows == 8) _mm256_storeu_ps(d + (q + t) * w + rb, o[t]);
+                else _mm256_maskstore_ps(d + (q + t) * w + rb, mask, o[t]);
             }
         }
-        for (; k < kcp; k++)
-            for (int t = 0; t < rows; t++) d[k * w + rb + t] = bf16f(p[t][k]);
+        for (; q < lanes; q++)
+            for (int t = 0; t < rows; t++) {
+                if (per_k == 1) {
+                    d[q * w + rb + t] = bf16f(p[t][q]);
+                } else {
+                    const uint32_t word = p[t][2 * q] | (uint32_t)p[t][2 * q + 1] << 16;
+                    memcpy(d + q * w + rb + t, &word, 4);
+                }
+            }
     }
 }
 #endif
@@ -463,8 +499,8 @@ static void pack_panel(void *dst, const gemm_path *P, int w, const uint16_t *x, 
                        int64_t i0, int64_t ni, int64_t k0, int64_t nk, int64_t kcp, int is_b) {
     const int interior = i0 + w <= ni && k0 + kcp <= nk;
 #ifdef HAVE_X86_GEMM
-    if (P->layout == WIDEN && interior && P->avx2_pack && (sk == 1 || si == 1)) {
-        pack_widen_avx2(dst, w, x, si, sk, i0, k0, kcp);
+    if (P->layout != TILES && interior && P->avx2_pack && (sk == 1 || si == 1)) {
+        pack_interior_avx2(dst, P->layout, w, x, si, sk, i0, k0, kcp);
         return;
     }
 #endif
