@@ -123,6 +123,15 @@ static void kernel_avx2(int64_t kc, const void *pa_, const void *pb_, float *c, 
     }
 }
 
+/* The C tile's 8 rows x 128 bytes, fetched for writing while the kernel computes (a C tile
+ * is written once per k block: without this its stores wait for the lines to arrive) */
+static inline void prefetch_tile8x32(const float *c, int64_t ldc) {
+    for (int r = 0; r < 8; r++) {
+        __builtin_prefetch(c + r * ldc, 1, 3);
+        __builtin_prefetch(c + r * ldc + 16, 1, 3);
+    }
+}
+
 /* The 8 x 32 tile of the AVX-512 kernels: c[r*ldc + j] = (accumulate ? c : 0) + acc[r][j/16][j%16] */
 __attribute__((target("avx512f")))
 static inline void store_rows512(float *c, int64_t ldc, __m512 acc[8][2], int accumulate) {
@@ -145,6 +154,7 @@ static void kernel_avx512(int64_t kc, const void *pa_, const void *pb_, float *c
     const float *pa = pa_, *pb = pb_;  /* pa (kc, 8), pb (kc, 32) */
     __m512 acc[MR][2];
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    prefetch_tile8x32(c, ldc);
     for (int64_t k = 0; k < kc; k++) {
         __m512 b0 = _mm512_loadu_ps(pb + 32 * k), b1 = _mm512_loadu_ps(pb + 32 * k + 16);
         for (int r = 0; r < MR; r++) {
@@ -164,6 +174,7 @@ static void kernel_avx512bf16(int64_t kc, const void *pa_, const void *pb_, floa
     const uint32_t *pa = pa_, *pb = pb_;
     __m512 acc[MR][2];
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    prefetch_tile8x32(c, ldc);
     for (int64_t p = 0; p < kc / 2; p++) {
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(pb + 32 * p);
         __m512bh b1 = (__m512bh)_mm512_loadu_si512(pb + 32 * p + 16);
