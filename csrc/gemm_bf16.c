@@ -442,34 +442,40 @@ static inline void transpose8x8(const __m256 r[8], __m256 o[8]) {
 __attribute__((target("avx2,fma")))
 static inline __m256 words8(const uint16_t *p) { return _mm256_loadu_ps((const float *)(const void *)p); }
 
-/* Interior panel (kcp, w) for paths that imply AVX2: WIDEN floats or PAIRS words. si == 1:
- * each k's w values are adjacent: a widening copy (WIDEN) or two k rows interleaved (PAIRS).
- * sk == 1: each row's k values are adjacent: 8 x 8 blocks of floats (WIDEN) or of words
- * (PAIRS, a word holding two k) transposed, stored under a mask when fewer than 8 rows remain. */
+/* Interior panels (kcp, w) for paths that imply AVX2: WIDEN floats or PAIRS words. si == 1:
+ * each k's values are adjacent: a widening copy (WIDEN) or two k rows interleaved (PAIRS),
+ * for `panels` consecutive panels of w rows at once (panel u at dst + u * kcp * w elements),
+ * so each k row is read once in full. sk == 1 (one panel): each row's k values are adjacent:
+ * 8 x 8 blocks of floats (WIDEN) or of words (PAIRS, a word holding two k) transposed, stored
+ * under a mask when fewer than 8 rows remain. */
 __attribute__((target("avx2,fma")))
-static void pack_interior_avx2(void *dst, int layout, int w, const uint16_t *x, int64_t si, int64_t sk,
-                               int64_t i0, int64_t k0, int64_t kcp) {
+static void pack_interior_avx2(void *dst, int layout, int w, int64_t panels, const uint16_t *x, int64_t si,
+                               int64_t sk, int64_t i0, int64_t k0, int64_t kcp) {
     if (si == 1 && layout == WIDEN) {
-        float *d = dst;
         for (int64_t k = 0; k < kcp; k++) {
             const uint16_t *s = x + (k0 + k) * sk + i0;
-            int r = 0;
-            for (; r + 8 <= w; r += 8) _mm256_storeu_ps(d + k * w + r, widen8(s + r));
-            for (; r < w; r++) d[k * w + r] = bf16f(s[r]);
+            for (int64_t u = 0; u < panels; u++, s += w) {
+                float *d = (float *)dst + u * kcp * w + k * w;
+                int r = 0;
+                for (; r + 8 <= w; r += 8) _mm256_storeu_ps(d + r, widen8(s + r));
+                for (; r < w; r++) d[r] = bf16f(s[r]);
+            }
         }
         return;
     }
     if (si == 1) {  /* PAIRS: word (p, r) = x(r, 2p) | x(r, 2p + 1) << 16 */
-        uint32_t *d = dst;
         for (int64_t p = 0; p < kcp / 2; p++) {
             const uint16_t *lo = x + (k0 + 2 * p) * sk + i0, *hi = lo + sk;
-            int r = 0;
-            for (; r + 8 <= w; r += 8) {
-                __m128i l = _mm_loadu_si128((const __m128i *)(lo + r)), h = _mm_loadu_si128((const __m128i *)(hi + r));
-                _mm_storeu_si128((__m128i *)(d + p * w + r), _mm_unpacklo_epi16(l, h));
-                _mm_storeu_si128((__m128i *)(d + p * w + r + 4), _mm_unpackhi_epi16(l, h));
+            for (int64_t u = 0; u < panels; u++, lo += w, hi += w) {
+                uint32_t *d = (uint32_t *)dst + u * (kcp / 2) * w + p * w;
+                int r = 0;
+                for (; r + 8 <= w; r += 8) {
+                    __m128i l = _mm_loadu_si128((const __m128i *)(lo + r)), h = _mm_loadu_si128((const __m128i *)(hi + r));
+                    _mm_storeu_si128((__m128i *)(d + r), _mm_unpacklo_epi16(l, h));
+                    _mm_storeu_si128((__m128i *)(d + r + 4), _mm_unpackhi_epi16(l, h));
+                }
+                for (; r < w; r++) d[r] = lo[r] | (uint32_t)hi[r] << 16;
             }
-            for (; r < w; r++) d[p * w + r] = lo[r] | (uint32_t)hi[r] << 16;
         }
         return;
     }
@@ -511,7 +517,7 @@ static void pack_panel(void *dst, const gemm_path *P, int w, const uint16_t *x, 
     const int interior = i0 + w <= ni && k0 + kcp <= nk;
 #ifdef HAVE_X86_GEMM
     if (P->layout != TILES && interior && P->avx2_pack && (sk == 1 || si == 1)) {
-        pack_interior_avx2(dst, P->layout, w, x, si, sk, i0, k0, kcp);
+        pack_interior_avx2(dst, P->layout, w, 1, x, si, sk, i0, k0, kcp);
         return;
     }
 #endif
@@ -636,7 +642,14 @@ int gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t sam, int64_t sak
                     const int64_t q0 = ch * per_chunk, q1 = q0 + per_chunk < npanels ? q0 + per_chunk : npanels;
                     if (q0 >= q1) continue;
                     const int64_t mpanels = (mc + mr - 1) / mr;
-                    for (int64_t u = 0; u < mpanels; u++)
+                    int64_t u = 0;
+#ifdef HAVE_X86_GEMM
+                    if (sam == 1 && P->avx2_pack && P->layout != TILES && pc + kcp <= K) {
+                        u = mc / mr;  /* the block's full panels from whole rows of k */
+                        pack_interior_avx2(pa, P->layout, mr, u, a, sam, sak, i0, pc, kcp);
+                    }
+#endif
+                    for (; u < mpanels; u++)
                         pack_panel((char *)pa + (size_t)u * kcp * mr * es, P, mr, a, sam, sak,
                                    i0 + u * mr, M, pc, K, kcp, 0);
                     for (int64_t q = q0; q < q1; q++) {
