@@ -3,7 +3,7 @@
 Run as a script by test_bench_step.py in its own process, so PyTorch's
 thread pool never shares a process with numpy's BLAS or our OpenMP threads.
 It imports codette_np before torch, so PyTorch's OpenMP threads get the same
-OMP_WAIT_POLICY default as ours, whether run by hand or by the benchmark.
+OpenMP wait default (GOMP_SPINCOUNT) as ours, whether run by hand or by the benchmark.
 PyTorch is a benchmark-only tool here (`make bench` installs it); the
 package never imports it.
 
