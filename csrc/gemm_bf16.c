@@ -176,6 +176,7 @@ static void kernel_avx512bf16(int64_t kc, const void *pa_, const void *pb_, floa
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     prefetch_tile8x32(c, ldc);
     for (int64_t p = 0; p < kc / 2; p++) {
+        _mm_prefetch((const char *)(pa + MR * p + 64), _MM_HINT_T0);
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(pb + 32 * p);
         __m512bh b1 = (__m512bh)_mm512_loadu_si512(pb + 32 * p + 16);
         for (int r = 0; r < MR; r++) {
