@@ -585,6 +585,47 @@ int gemm_bf16_set_path(int path) {
 
 int gemm_bf16_current_path(void) { return g_forced >= 0 ? g_forced : gemm_bf16_best_path(); }
 
+/* One task's share of one k block: rows i0..i0+mc of A packed into pa, then the C tiles of
+ * column panels q0..q1 (of the packed B panel pbk, whose first column is jc) computed. */
+static void run_block(const gemm_path *P, void *pa, const void *pbk, float *tile, float *c, int64_t ldc,
+                      const uint16_t *a, int64_t sam, int64_t sak, int64_t M, int64_t N, int64_t K,
+                      int64_t i0, int64_t mc, int64_t jc, int64_t q0, int64_t q1, int64_t pc, int64_t kcp,
+                      int acc) {
+    const int mr = P->mr, nr = P->nr;
+    const size_t es = packed_elem_bytes(P);
+    const int64_t mpanels = (mc + mr - 1) / mr;
+    int64_t u = 0;
+#ifdef HAVE_X86_GEMM
+    if (sam == 1 && P->avx2_pack && P->layout != TILES && pc + kcp <= K) {
+        u = mc / mr;  /* the block's full panels from whole rows of k */
+        pack_interior_avx2(pa, P->layout, mr, u, a, sam, sak, i0, pc, kcp);
+    }
+#endif
+    for (; u < mpanels; u++)
+        pack_panel((char *)pa + (size_t)u * kcp * mr * es, P, mr, a, sam, sak, i0 + u * mr, M, pc, K, kcp, 0);
+    for (int64_t q = q0; q < q1; q++) {
+        const int64_t j0 = jc + q * nr, nw = N - j0 < nr ? N - j0 : nr;
+        const void *bq = (const char *)pbk + (size_t)q * kcp * nr * es;
+        for (u = 0; u < mpanels; u++) {
+            const int64_t r0 = i0 + u * mr, mw = M - r0 < mr ? M - r0 : mr;
+            const void *au = (const char *)pa + (size_t)u * kcp * mr * es;
+            float *cu = c + r0 * ldc + j0;
+            if (mw == mr && nw == nr) {
+                P->kernel(kcp, au, bq, cu, ldc, acc);
+            } else {  /* an edge tile: through a full-size scratch tile */
+                for (int r = 0; r < mr; r++)
+                    for (int j = 0; j < nr; j++) tile[r * nr + j] = (acc && r < mw && j < nw) ? cu[r * ldc + j] : 0.0f;
+                P->kernel(kcp, au, bq, tile, nr, 1);
+                for (int r = 0; r < mw; r++) memcpy(cu + r * ldc, tile + r * nr, (size_t)nw * sizeof(float));
+            }
+        }
+    }
+}
+
+/* B's packed panels for all k blocks at once (so the tasks need no barrier between k blocks)
+ * when they take at most this many bytes; else one k block at a time. */
+enum { WHOLE_K_BYTES = 8 << 20 };
+
 int gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t sam, int64_t sak,
               const uint16_t *b, int64_t sbk, int64_t sbn, int64_t M, int64_t N, int64_t K,
               int accumulate) {
@@ -596,11 +637,15 @@ int gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t sam, int64_t sak
             for (int64_t i = 0; i < M; i++) memset(c + i * ldc, 0, (size_t)N * sizeof(float));
         return 0;
     }
-    const int mr = P->mr, nr = P->nr;
+    const int nr = P->nr;
     const size_t es = packed_elem_bytes(P);
     const int64_t nc_max = N < NC ? ((N + nr - 1) / nr) * nr : NC;
     const int64_t kc_max = K < KC ? ((K + P->kstep - 1) / P->kstep) * P->kstep : KC;
-    float *pb = aligned_alloc(64, ((size_t)kc_max * nc_max * es + 63) / 64 * 64);
+    const int64_t kblocks = (K + KC - 1) / KC;
+    const size_t block_bytes = ((size_t)kc_max * nc_max * es + 63) / 64 * 64;  /* one k block's B panel */
+    const int whole_k = kblocks > 1 && block_bytes * (size_t)kblocks <= WHOLE_K_BYTES;
+    const int64_t held = whole_k ? kblocks : 1;  /* k blocks of B packed at a time */
+    void *pb = aligned_alloc(64, block_bytes * (size_t)held);
     if (!pb) return 1;
     int failed = 0;
     int nthreads = 1;
@@ -621,20 +666,22 @@ int gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t sam, int64_t sak
         for (int64_t jc = 0; jc < N; jc += NC) {
             const int64_t nc = N - jc < NC ? N - jc : NC;
             const int64_t npanels = (nc + nr - 1) / nr;
-            for (int64_t pc = 0; pc < K; pc += KC) {
-                const int64_t kc = K - pc < KC ? K - pc : KC;
-                const int64_t kcp = (kc + P->kstep - 1) / P->kstep * P->kstep;
-                const int acc = accumulate || pc > 0;
-                /* B's (kc, nc) panel: column panel q of nr columns at pb + q * kcp * nr */
-#pragma omp for schedule(static)
-                for (int64_t q = 0; q < npanels; q++)
-                    pack_panel((char *)pb + (size_t)q * kcp * nr * es, P, nr, b, sbn, sbk,
-                               jc + q * nr, N, pc, K, kcp, 1);
-                /* tasks: (block of mc rows, chunk of column panels) */
-                const int64_t mblocks = (M + P->mc - 1) / P->mc;
-                int64_t chunks = 1;
-                while (mblocks * chunks < 4 * nthreads && chunks * 2 <= npanels) chunks *= 2;
-                const int64_t per_chunk = (npanels + chunks - 1) / chunks;
+            /* tasks: (block of mc rows, chunk of column panels) */
+            const int64_t mblocks = (M + P->mc - 1) / P->mc;
+            int64_t chunks = 1;
+            while (mblocks * chunks < 4 * nthreads && chunks * 2 <= npanels) chunks *= 2;
+            const int64_t per_chunk = (npanels + chunks - 1) / chunks;
+            for (int64_t kb0 = 0; kb0 < kblocks; kb0 += held) {
+                /* B's (kc, nc) panels of k blocks kb0..kb0+held: panel q of block kb at
+                 * pb + kb' * block_bytes + q * kcp * nr * es */
+#pragma omp for collapse(2) schedule(static)
+                for (int64_t kb = kb0; kb < kb0 + held; kb++)
+                    for (int64_t q = 0; q < npanels; q++) {
+                        const int64_t pc = kb * KC, kc = K - pc < KC ? K - pc : KC;
+                        const int64_t kcp = (kc + P->kstep - 1) / P->kstep * P->kstep;
+                        pack_panel((char *)pb + (size_t)(kb - kb0) * block_bytes + (size_t)q * kcp * nr * es, P, nr,
+                                   b, sbn, sbk, jc + q * nr, N, pc, K, kcp, 1);
+                    }
 #pragma omp for schedule(dynamic, 1)
                 for (int64_t t = 0; t < mblocks * chunks; t++) {
                     if (!pa) continue;
@@ -642,35 +689,11 @@ int gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t sam, int64_t sak
                     const int64_t i0 = ib * P->mc, mc = M - i0 < P->mc ? M - i0 : P->mc;
                     const int64_t q0 = ch * per_chunk, q1 = q0 + per_chunk < npanels ? q0 + per_chunk : npanels;
                     if (q0 >= q1) continue;
-                    const int64_t mpanels = (mc + mr - 1) / mr;
-                    int64_t u = 0;
-#ifdef HAVE_X86_GEMM
-                    if (sam == 1 && P->avx2_pack && P->layout != TILES && pc + kcp <= K) {
-                        u = mc / mr;  /* the block's full panels from whole rows of k */
-                        pack_interior_avx2(pa, P->layout, mr, u, a, sam, sak, i0, pc, kcp);
-                    }
-#endif
-                    for (; u < mpanels; u++)
-                        pack_panel((char *)pa + (size_t)u * kcp * mr * es, P, mr, a, sam, sak,
-                                   i0 + u * mr, M, pc, K, kcp, 0);
-                    for (int64_t q = q0; q < q1; q++) {
-                        const int64_t j0 = jc + q * nr, nw = N - j0 < nr ? N - j0 : nr;
-                        const void *bq = (const char *)pb + (size_t)q * kcp * nr * es;
-                        for (int64_t u = 0; u < mpanels; u++) {
-                            const int64_t r0 = i0 + u * mr, mw = M - r0 < mr ? M - r0 : mr;
-                            const void *au = (const char *)pa + (size_t)u * kcp * mr * es;
-                            float *cu = c + r0 * ldc + j0;
-                            if (mw == mr && nw == nr) {
-                                P->kernel(kcp, au, bq, cu, ldc, acc);
-                            } else {  /* an edge tile: through a full-size scratch tile */
-                                for (int r = 0; r < mr; r++)
-                                    for (int j = 0; j < nr; j++)
-                                        tile[r * nr + j] = (acc && r < mw && j < nw) ? cu[r * ldc + j] : 0.0f;
-                                P->kernel(kcp, au, bq, tile, nr, 1);
-                                for (int r = 0; r < mw; r++)
-                                    memcpy(cu + r * ldc, tile + r * nr, (size_t)nw * sizeof(float));
-                            }
-                        }
+                    for (int64_t kb = kb0; kb < kb0 + held; kb++) {
+                        const int64_t pc = kb * KC, kc = K - pc < KC ? K - pc : KC;
+                        const int64_t kcp = (kc + P->kstep - 1) / P->kstep * P->kstep;
+                        run_block(P, pa, (const char *)pb + (size_t)(kb - kb0) * block_bytes, tile, c, ldc, a, sam,
+                                  sak, M, N, K, i0, mc, jc, q0, q1, pc, kcp, accumulate || pc > 0);
                     }
                 }
             }
