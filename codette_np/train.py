@@ -114,10 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="memory plan: 'fp32' keeps gradients and both AdamW moments in fp32 (16 "
                          "bytes per parameter with fp32 weights) and every layer's activations; 'lean' "
                          "stores the moments as 8-bit blockwise codes, updates each weight as soon as "
-                         "its gradient is complete (so one matrix's gradients exist at a time; clipping "
-                         "uses the previous step's norm) and recomputes activations in backward (about 6 "
+                         "its gradient is complete (so one matrix's gradients exist at a time; --clip "
+                         "says how it clips) and recomputes activations in backward (about 6 "
                          "bytes per parameter with fp32 weights, 4 with --weights bf16; a third more "
-                         "compute); 'auto' (default) is fp32 when it fits in the available memory, else "
+                         "compute, and with --clip exact a second pass); 'auto' (default) is fp32 when it fits in the available memory, else "
                          "lean. A resumed run keeps its plan. The plan is printed before anything is "
                          "allocated")
     ap.add_argument("--clip", choices=["exact", "previous"], default="exact",
