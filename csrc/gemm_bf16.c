@@ -623,8 +623,11 @@ static void run_block(const gemm_path *P, void *pa, const void *pbk, float *tile
 }
 
 /* B's packed panels for all k blocks at once (so the tasks need no barrier between k blocks)
- * when they take at most this many bytes; else one k block at a time. */
-enum { WHOLE_K_BYTES = 8 << 20 };
+ * when they take at most this many bytes; else one k block at a time (a test builds with 0) */
+#ifndef GEMM_WHOLE_K_BYTES
+#define GEMM_WHOLE_K_BYTES (8 << 20)
+#endif
+enum { WHOLE_K_BYTES = GEMM_WHOLE_K_BYTES };
 
 int gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t sam, int64_t sak,
               const uint16_t *b, int64_t sbk, int64_t sbn, int64_t M, int64_t N, int64_t K,

@@ -176,6 +176,19 @@ def test_portable_build_chooses_its_path_at_run_time():
         assert lines[p] == "ok", (p, lines[p])
 
 
+def test_one_k_block_at_a_time():
+    """Built so that B is never packed for every k block at once (GEMM_WHOLE_K_BYTES=0), the
+    driver's other schedule (B's panel packed per k block, a barrier between) on every path."""
+    import platform
+    import shutil
+
+    if platform.machine() not in ("x86_64", "AMD64", "aarch64", "arm64") or not shutil.which("gcc"):
+        pytest.skip("needs gcc")
+    lines = _run_check("gcc", ["-DGEMM_WHOLE_K_BYTES=0"])
+    for p in RUNNABLE:
+        assert lines[p] == "ok", (p, lines[p])
+
+
 def test_neon_path_under_emulation():
     """The NEON micro-kernel, cross-built for aarch64 and run under qemu (when both are installed:
     apt-get install gcc-aarch64-linux-gnu qemu-user)."""
