@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from codette_np.kernels.ref import Q8_BLOCK  # elements per absmax scale of the "q8" format
+from codette_np.kernels.ref import Q8_CODE, q8_m_codes_from_v1  # the codes' version, and version 1's m codes upgraded
 
 
 def lr_schedule(step: int, max_lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:
@@ -295,7 +296,20 @@ class AdamW:
     def state_dict(self) -> dict:
         return {**self.state_arrays(), "t": self.t, "lr": self.lr, "beta1": self.beta1,
                 "beta2": self.beta2, "eps": self.eps, "weight_decay": self.weight_decay,
-                "state": self.state_format, "seed": self.seed, "last_grad_norm": self.last_grad_norm}
+                "state": self.state_format, "seed": self.seed, "last_grad_norm": self.last_grad_norm,
+                "q8_code": Q8_CODE}
+
+    def upgrade_q8_codes(self, version: int):
+        """After loading "q8" moments written with code `version` (1: the m code of 7 octaves),
+        rewrite them in this version's code (each m code to its nearest; v is unchanged)."""
+        if self.state_format != "q8" or version == Q8_CODE:
+            return
+        if version != 1:
+            raise ValueError(f"8-bit moments of code version {version}: this version reads 1 and {Q8_CODE}")
+        lut = q8_m_codes_from_v1()
+        for i in range(0, self.m_low.size, 1 << 24):  # in place, 16M codes at a time
+            chunk = self.m_low[i:i + (1 << 24)]
+            np.take(lut, chunk, out=chunk)
 
     def load_state_dict(self, s: dict):
         if s.get("state", "fp32") != self.state_format:
@@ -307,6 +321,7 @@ class AdamW:
                                  f"this model needs {a.shape[0]}")
         for name, a in self.state_arrays().items():
             a[:] = s[name]
+        self.upgrade_q8_codes(int(s.get("q8_code", 1)))
         self.t = int(s["t"])
         self.seed = int(s.get("seed", self.seed))
         self.last_grad_norm = s.get("last_grad_norm")

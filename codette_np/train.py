@@ -400,6 +400,7 @@ def run(args, given: dict | None = None, world=None) -> int:
     from tqdm import tqdm
 
     from codette_np import AdamW, Model, ModelConfig, backend, lr_schedule
+    from codette_np.kernels.ref import Q8_CODE
     from codette_np import checkpoint as ck
     from codette_np import data as D
     from codette_np import memory as M
@@ -562,6 +563,7 @@ def run(args, given: dict | None = None, world=None) -> int:
         parts = {name: (world.part_range(a.size)[0], a) for name, a in opt.state_arrays().items()}
         ck.load_checkpoint(state["path"], into=ck.model_blobs(model), parts=parts)
     if state is not None:
+        opt.upgrade_q8_codes(state["header"].get("q8_code", 1))  # moments saved before the current code
         opt.t = state["header"]["opt_t"]
         opt.last_grad_norm = state["header"].get("last_grad_norm")
         step = state["header"]["step"]
@@ -609,7 +611,7 @@ def run(args, given: dict | None = None, world=None) -> int:
                   # (seed, epoch): batches.batch_at; so the seed is the whole RNG state
                   "rng": {"seed": args.seed, "data_order": "default_rng([seed, epoch]).permutation"},
                   "data_sha256": digest, "backend": model.backend_name,
-                  "memory_plan": plan.name, "optimizer_state": opt.state_format, "weights": model.weights,
+                  "memory_plan": plan.name, "optimizer_state": opt.state_format, "q8_code": Q8_CODE, "weights": model.weights,
                   "precision": model.precision}
         blobs = {**ck.model_blobs(model), **moments, "tokenizer": np.frombuffer(tok.model_proto, dtype=np.uint8)}
         try:

@@ -26,14 +26,30 @@ def _backends():
     return out
 
 
-def test_code_tables_are_floats_with_four_mantissa_bits():
-    vm, vv = ref.q8_values(ref.Q8_M_EMIN), ref.q8_values(ref.Q8_V_EMIN)
-    used_m, used_v = vm[:(-ref.Q8_M_EMIN << 4) + 1], vv[:(-ref.Q8_V_EMIN << 4) + 1]
+def test_code_tables_are_small_floats_over_fifteen_octaves():
+    vm, vv = ref.q8_values(ref.Q8_M_EMIN, ref.Q8_M_MB), ref.q8_values(ref.Q8_V_EMIN, ref.Q8_V_MB)
+    used_m, used_v = vm[:(-ref.Q8_M_EMIN << ref.Q8_M_MB) + 1], vv[:(-ref.Q8_V_EMIN << ref.Q8_V_MB) + 1]
+    assert len(used_m) <= 128 and len(used_v) <= 256  # m keeps a sign bit
     assert used_m[-1] == 1.0 and used_v[-1] == 1.0 and used_m[0] == 0 and used_v[0] == 0
     assert np.all(np.diff(used_m) > 0) and np.all(np.diff(used_v) > 0)
-    # neighbouring codes at most 1/16 apart relative to the smaller (6.25% steps)
-    assert np.max(np.diff(used_m[1:]) / used_m[1:-1]) <= 1 / 16 + 1e-12
-    assert used_m[1] == 2.0 ** -7 * 17 / 16 and used_v[1] == 2.0 ** -15 * 17 / 16
+    # neighbouring codes at most 1/8 (m) and 1/16 (v) apart relative to the smaller
+    assert np.max(np.diff(used_m[1:]) / used_m[1:-1]) <= 1 / 8 + 1e-12
+    assert np.max(np.diff(used_v[1:]) / used_v[1:-1]) <= 1 / 16 + 1e-12
+    # both span 15 octaves below 1.0 (m as many as v: Adam divides m by sqrt(v))
+    assert used_m[1] == 2.0 ** -15 * 9 / 8 and used_v[1] == 2.0 ** -15 * 17 / 16
+
+
+def test_version_1_m_codes_map_to_their_nearest():
+    """A checkpoint of code version 1 (m: 4 mantissa bits over 7 octaves) resumes with each m
+    code replaced by this version's nearest, the sign kept."""
+    lut = ref.q8_m_codes_from_v1()
+    old = np.arange((7 << 4) + 1)  # version 1's codes up to 1.0
+    u_old = np.where(old == 0, 0.0, 2.0 ** ((old >> 4) - 7) * (1 + (old & 15) / 16))
+    u_new = ref.q8_decode_m(lut[old].astype(np.uint8))
+    assert u_new[0] == 0 and u_new[-1] == 1.0
+    assert np.all(np.abs(u_new[1:] - u_old[1:]) <= u_old[1:] / 16 + 1e-15)  # half a step of 1/8
+    assert np.all(u_new[old % 2 == 0] == u_old[old % 2 == 0])  # the representable ones exactly
+    assert np.all(ref.q8_decode_m(lut[old + 128].astype(np.uint8)) == -u_new)
 
 
 def test_c_codes_and_keys_equal_the_reference():
@@ -50,8 +66,8 @@ def test_c_codes_and_keys_equal_the_reference():
 def test_stochastic_rounding_is_unbiased(rng):
     n = 200_000
     r = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
-    for u in (0.3, 0.0123, 0.77, 2.0 ** -9):  # between codes, and under the smallest m code
-        codes = ref.q8_encode(np.full(n, u), ref.Q8_M_EMIN, r, floor_up=False)
+    for u in (0.3, 0.0123, 0.77, 2.0 ** -17):  # between codes, and under the smallest m code
+        codes = ref.q8_encode(np.full(n, u), ref.Q8_M_EMIN, r, floor_up=False, mb=ref.Q8_M_MB)
         assert len(np.unique(codes)) <= 2
         mean = ref.q8_decode_m(codes).mean()
         assert abs(mean - u) < 4 * 0.07 * u / np.sqrt(n) + 1e-12 + (0.02 * u if u < 0.008 else 0), (u, mean)
@@ -59,7 +75,7 @@ def test_stochastic_rounding_is_unbiased(rng):
     mean = ref.bf16_decode(ref.bf16_round_sr(x, r)).mean()
     assert abs(mean - x[0]) < 4 * 2**-8 / np.sqrt(n)
     # v never rounds a positive value to 0
-    assert np.all(ref.q8_encode(np.full(100, 1e-9), ref.Q8_V_EMIN, r[:100], floor_up=True) == 1)
+    assert np.all(ref.q8_encode(np.full(100, 1e-9), ref.Q8_V_EMIN, r[:100], floor_up=True, mb=ref.Q8_V_MB) == 1)
 
 
 def _state(rng, n, fmt):
@@ -166,6 +182,31 @@ def test_optimizer_formats_bytes_and_small_tensors():
     assert AdamW(m, state="q8").m.shape == (small,)  # biases and norms keep float32 moments
     with pytest.raises(ValueError, match="optimizer state must be one of"):
         AdamW(m, state="int4")
+
+
+def test_a_version_1_q8_state_loads_with_its_m_codes_upgraded():
+    """A state saved before the current m code (no "q8_code": version 1) loads with each m code
+    mapped to its nearest in this version; v, the scales and a current state load unchanged."""
+    cfg = ModelConfig.preset("nano")
+    model = Model(cfg, seed=0)
+    x = np.random.default_rng(1).integers(0, cfg.vocab_size, (2, 16)).astype(np.int32)
+    opt = AdamW(model, lr=1e-3, state="q8", seed=4)
+    for _ in range(2):
+        model.forward_backward(x, x)
+        opt.step()
+    saved = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in opt.state_dict().items()}
+    assert saved["q8_code"] == ref.Q8_CODE
+    again = AdamW(model, lr=1e-3, state="q8", seed=4)
+    again.load_state_dict(saved)
+    assert np.array_equal(again.m_low, saved["m_low"])
+    old = {k: v for k, v in saved.items() if k != "q8_code"}
+    old["m_low"] = np.random.default_rng(2).integers(0, 113, saved["m_low"].shape).astype(np.uint8)
+    old["m_low"] |= np.uint8(128) * (np.arange(old["m_low"].size) % 2).astype(np.uint8)  # both signs
+    again.load_state_dict(old)
+    assert np.array_equal(again.m_low, ref.q8_m_codes_from_v1()[old["m_low"]])
+    assert np.array_equal(again.v_low, saved["v_low"]) and np.array_equal(again.m_absmax, saved["m_absmax"])
+    with pytest.raises(ValueError, match="code version 9"):
+        again.load_state_dict({**saved, "q8_code": 9})
 
 
 @pytest.mark.parametrize("fmt", ["bf16", "q8"])

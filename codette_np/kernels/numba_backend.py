@@ -868,35 +868,35 @@ def _bf16_round_sr(x, r):
 
 
 @_jit()
-def _q8_value(code, emin):
-    return _f32_of(np.uint32(((code >> 4) + emin + 127) << 23) | np.uint32((code & 15) << 19))
+def _q8_value(code, emin, mb):
+    return _f32_of(np.uint32(((code >> mb) + emin + 127) << 23) | np.uint32((code & ((1 << mb) - 1)) << (23 - mb)))
 
 
 @_jit()
-def _q8_encode(u, emin, r, floor_up):
-    umin = _q8_value(1, emin)
+def _q8_encode(u, emin, mb, r, floor_up):
+    umin = _q8_value(1, emin, mb)
     if not u > _F32(0.0):
         return 0
     if u < umin:
         if floor_up:
             return 1
         return 1 if _F32(r >> np.uint32(8)) * _F32(1.0 / 16777216.0) * umin < u else 0
-    t = _bits_of(u) + (r & np.uint32((1 << 19) - 1))
+    t = _bits_of(u) + (r & np.uint32((1 << (23 - mb)) - 1))
     e = np.int64(t >> np.uint32(23)) - 127
-    f = np.int64(t >> np.uint32(19)) & 15
-    return ((e - emin) << 4) | f
+    f = np.int64(t >> np.uint32(23 - mb)) & ((1 << mb) - 1)
+    return ((e - emin) << mb) | f
 
 
 @_jit()
 def _q8_decode_m(c):
     mag = c & 127
-    u = _q8_value(mag, -7) if mag else _F32(0.0)
+    u = _q8_value(mag, ref.Q8_M_EMIN, ref.Q8_M_MB) if mag else _F32(0.0)
     return -u if c & 128 else u
 
 
 @_jit()
 def _q8_decode_v(c):
-    return _q8_value(c, -15) if c else _F32(0.0)
+    return _q8_value(c, ref.Q8_V_EMIN, ref.Q8_V_MB) if c else _F32(0.0)
 
 
 @_jit(parallel=True)
@@ -946,9 +946,9 @@ def _adamw_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, 
         for i in range(lo, hi):
             um = min(abs(mb[i - lo]) * rm, _ONE)
             uv = min(vb[i - lo] * rv, _ONE)
-            cm = _q8_encode(um, -7, _sr_bits(km, offset + i), False)
+            cm = _q8_encode(um, ref.Q8_M_EMIN, ref.Q8_M_MB, _sr_bits(km, offset + i), False)
             m[i] = np.uint8(cm | (128 if (mb[i - lo] < 0 and cm) else 0))
-            v[i] = np.uint8(_q8_encode(uv, -15, _sr_bits(kv, offset + i), True))
+            v[i] = np.uint8(_q8_encode(uv, ref.Q8_V_EMIN, ref.Q8_V_MB, _sr_bits(kv, offset + i), True))
 
 
 @_jit(parallel=True)

@@ -273,7 +273,9 @@ def adamw_step(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay,
 
 _M64 = (1 << 64) - 1
 Q8_BLOCK = 256  # elements per 8-bit block (one absmax each)
-Q8_M_EMIN, Q8_V_EMIN = -7, -15  # smallest exponent of the m and v codes
+Q8_M_EMIN, Q8_V_EMIN = -15, -15  # smallest exponent of the m and v codes
+Q8_M_MB, Q8_V_MB = 3, 4  # mantissa bits of the m and v codes (csrc/adamw.c says why)
+Q8_CODE = 2  # the codes' version: 1 had m with 4 mantissa bits over 7 octaves (Q8_M_EMIN -7)
 
 
 def _mix64(z):
@@ -338,33 +340,48 @@ def bf16_round_nearest(x: np.ndarray) -> np.ndarray:
     return ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(np.uint16)
 
 
-def q8_values(emin: int) -> np.ndarray:
-    """(256,) float64: the magnitude / absmax of each code (0 for code 0; codes above 1.0 unused)."""
+def q8_values(emin: int, mb: int) -> np.ndarray:
+    """(256,) float64: the magnitude / absmax of each code of a small float with mb mantissa
+    bits whose smallest exponent is emin (0 for code 0; codes above 1.0 unused)."""
     c = np.arange(256)
-    vals = 2.0 ** ((c >> 4) + emin) * (1.0 + (c & 15) / 16.0)
+    vals = 2.0 ** ((c >> mb) + emin) * (1.0 + (c & ((1 << mb) - 1)) / 2.0 ** mb)
     vals[0] = 0.0
     return vals
 
 
 def q8_decode_m(codes: np.ndarray) -> np.ndarray:
-    mag = q8_values(Q8_M_EMIN)[codes & 127]
+    mag = q8_values(Q8_M_EMIN, Q8_M_MB)[codes & 127]
     return np.where(codes & 128, -mag, mag)
 
 
 def q8_decode_v(codes: np.ndarray) -> np.ndarray:
-    return q8_values(Q8_V_EMIN)[codes]
+    return q8_values(Q8_V_EMIN, Q8_V_MB)[codes]
 
 
-def q8_encode(u: np.ndarray, emin: int, r: np.ndarray, floor_up: bool) -> np.ndarray:
-    """u in [0, 1] (float64) -> codes, rounded stochastically between the two neighbouring
-    codes (decided by the low 19 bits of r, or the top 24 under the smallest code); with
-    floor_up, a u > 0 under the smallest code becomes the smallest code, never 0."""
-    vals = q8_values(emin)[:(-emin << 4) + 1]  # up to the code of 1.0, ascending
+def q8_m_codes_from_v1() -> np.ndarray:
+    """(256,) uint8: for each m code of version 1 (4 mantissa bits, 7 octaves), the nearest m
+    code of this version (ties away from zero), so moments saved by version 1 resume."""
+    old = np.arange(128)
+    u = 2.0 ** ((old >> 4) - 7) * (1.0 + (old & 15) / 16.0)
+    u[0] = 0.0
+    vals = q8_values(Q8_M_EMIN, Q8_M_MB)[:(-Q8_M_EMIN << Q8_M_MB) + 1]
+    lo = np.clip(np.searchsorted(vals, u, side="right") - 1, 0, len(vals) - 2)
+    mag = lo + (u - vals[lo] >= vals[lo + 1] - u)
+    return np.concatenate([mag, mag | 128]).astype(np.uint8)
+
+
+def q8_encode(u: np.ndarray, emin: int, r: np.ndarray, floor_up: bool, mb: int) -> np.ndarray:
+    """u in [0, 1] (float64) -> codes with mb mantissa bits, rounded stochastically between
+    the two neighbouring codes (decided by the low 23 - mb bits of r, or the top 24 under the
+    smallest code); with floor_up, a u > 0 under the smallest code becomes the smallest code,
+    never 0."""
+    vals = q8_values(emin, mb)[:(-emin << mb) + 1]  # up to the code of 1.0, ascending
     lo = np.clip(np.searchsorted(vals, u, side="right") - 1, 0, len(vals) - 2)
     frac = (u - vals[lo]) / (vals[lo + 1] - vals[lo])
     under = lo == 0
+    low = 23 - mb  # the float32 mantissa bits a code drops
     up = np.where(under, (r >> np.uint32(8)).astype(np.float64) / 2.0 ** 24 < frac,
-                  (r & np.uint32((1 << 19) - 1)).astype(np.float64) >= 2.0 ** 19 * (1.0 - frac))
+                  (r & np.uint32((1 << low) - 1)).astype(np.float64) >= 2.0 ** low * (1.0 - frac))
     if floor_up:
         up |= under & (u > 0)
     up &= u > vals[lo]  # exactly on a code: stays
@@ -412,9 +429,9 @@ def adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, bet
     idx = offset + np.arange(n, dtype=np.int64)
     um = np.minimum(np.abs(mn) / np.where(am > 0, am, 1.0)[blk], 1.0)
     uv = np.minimum(vn / np.where(av > 0, av, 1.0)[blk], 1.0)
-    cm = q8_encode(um, Q8_M_EMIN, sr_bits(sr_key(seed, step, 0), idx), floor_up=False)
+    cm = q8_encode(um, Q8_M_EMIN, sr_bits(sr_key(seed, step, 0), idx), floor_up=False, mb=Q8_M_MB)
     params[:] = p
     m[:] = cm | np.where((mn < 0) & (cm > 0), 128, 0).astype(np.uint8)
-    v[:] = q8_encode(uv, Q8_V_EMIN, sr_bits(sr_key(seed, step, 1), idx), floor_up=True)
+    v[:] = q8_encode(uv, Q8_V_EMIN, sr_bits(sr_key(seed, step, 1), idx), floor_up=True, mb=Q8_V_MB)
     m_absmax[:] = am
     v_absmax[:] = av
