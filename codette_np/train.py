@@ -563,7 +563,11 @@ def run(args, given: dict | None = None, world=None) -> int:
         parts = {name: (world.part_range(a.size)[0], a) for name, a in opt.state_arrays().items()}
         ck.load_checkpoint(state["path"], into=ck.model_blobs(model), parts=parts)
     if state is not None:
-        opt.upgrade_q8_codes(state["header"].get("q8_code", 1))  # moments saved before the current code
+        code = state["header"].get("q8_code", 1)
+        if opt.state_format == "q8" and code != Q8_CODE:
+            log.say(f"the checkpoint's 8-bit moments are of code version {code}: each m code is "
+                    f"mapped to its nearest in version {Q8_CODE}")
+        opt.upgrade_q8_codes(code)  # moments saved before the current code
         opt.t = state["header"]["opt_t"]
         opt.last_grad_norm = state["header"].get("last_grad_norm")
         step = state["header"]["step"]
