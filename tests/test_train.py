@@ -38,7 +38,7 @@ def step_losses(out):
 @pytest.mark.parametrize("memory,weights,precision", [("fp32", "fp32", "fp32"), ("lean", "fp32", "fp32"),
                                                       ("lean", "bf16", "fp32"), ("lean", "bf16", "bf16")])
 def test_resume_after_sigkill_is_bit_identical(tmp_path, memory, weights, precision):
-    n = 12
+    n = 40  # nano's steps take milliseconds: enough of them after step 6 for the kill to land
     train(tmp_path / "a", "--max-steps", str(n), "--save-every", "4", "--memory", memory, "--weights", weights,
           "--precision", precision)
     full = step_losses(tmp_path / "a")
