@@ -31,8 +31,8 @@ import math
 
 import numpy as np
 
-from codette_np.kernels.ref import Q8_BLOCK  # elements per absmax scale of the "q8" format
-from codette_np.kernels.ref import Q8_CODE, q8_m_codes_from_v1  # the codes' version, and version 1's m codes upgraded
+# Q8_BLOCK: elements per absmax scale of the "q8" format; Q8_CODE: its codes' version
+from codette_np.kernels.ref import Q8_BLOCK, Q8_CODE, q8_m_codes_from_v1
 
 
 def lr_schedule(step: int, max_lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:

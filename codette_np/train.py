@@ -117,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "its gradient is complete (so one matrix's gradients exist at a time; --clip "
                          "says how it clips) and recomputes activations in backward (about 6 "
                          "bytes per parameter with fp32 weights, 4 with --weights bf16; a third more "
-                         "compute, and with --clip exact a second pass); 'auto' (default) is fp32 when it fits in the available memory, else "
-                         "lean. A resumed run keeps its plan. The plan is printed before anything is "
+                         "compute, and with --clip exact a second pass); 'auto' (default) is fp32 "
+                         "when it fits in the available memory, else lean. A resumed run keeps its plan. The plan is printed before anything is "
                          "allocated")
     ap.add_argument("--clip", choices=["exact", "previous"], default="exact",
                     help="how the lean plan clips the gradient norm, as its updates run during backward, "

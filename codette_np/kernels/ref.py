@@ -361,9 +361,7 @@ def q8_decode_v(codes: np.ndarray) -> np.ndarray:
 def q8_m_codes_from_v1() -> np.ndarray:
     """(256,) uint8: for each m code of version 1 (4 mantissa bits, 7 octaves), the nearest m
     code of this version (ties away from zero), so moments saved by version 1 resume."""
-    old = np.arange(128)
-    u = 2.0 ** ((old >> 4) - 7) * (1.0 + (old & 15) / 16.0)
-    u[0] = 0.0
+    u = q8_values(-7, 4)[:128]  # version 1's m magnitudes
     vals = q8_values(Q8_M_EMIN, Q8_M_MB)[:(-Q8_M_EMIN << Q8_M_MB) + 1]
     lo = np.clip(np.searchsorted(vals, u, side="right") - 1, 0, len(vals) - 2)
     mag = lo + (u - vals[lo] >= vals[lo + 1] - u)
