@@ -86,3 +86,10 @@ def pytest_terminal_summary(terminalreporter):
                       f"{(sp / s if sp else float('nan')):8.2f}x"
                       + (f" {torch[(g, n)] / s:8.2f}x" if (g, n) in torch else f" {'':>9}")
                       + (f" {torch16[(g, n)] / s:12.2f}x" if (g, n) in torch16 else ""))
+    stream = [w / s for g, n, b, s, w, _ in RESULTS if n.startswith("stream:")]
+    if stream:  # the optimizer kernels' byte rate against the memory bandwidth measured in this run
+        tr.write_line("")
+        tr.write_line(f"stream bandwidth {stream[0] / 1e9:.1f} GB/s; each AdamW kernel's bytes at:")
+        for g, n, b, s, w, _ in RESULTS:
+            if n.startswith("adamw_step") and b in ("c", "numba"):
+                tr.write_line(f"  {n:<24} {b:<6} {w / s / 1e9:6.1f} GB/s = {w / s / stream[0]:5.0%} of stream")

@@ -24,6 +24,9 @@ def _rng():
     return np.random.default_rng(0)
 
 
+LEAN_ADAMW = ("adamw_step_bf16", "adamw_step_q8", "adamw_step_q8_bf16w")
+
+
 def make_case(name):
     """(args builder, bytes or flops, unit, outputs to check): args are float32 arrays."""
     r = _rng()
@@ -105,7 +108,7 @@ def make_case(name):
             return [f32(P) * 0.02, f32(P), np.zeros(P, np.float32), np.zeros(P, np.float32), True,
                     1e-3, 0.9, 0.95, 1e-8, 0.1, 1, 1.0]
         return (args, 7 * 4 * P, "bytes", [0, 2, 3])
-    if name in ("adamw_step_bf16", "adamw_step_q8"):  # the lean optimizer state, over every parameter
+    if name in LEAN_ADAMW:  # the lean optimizer state, over every parameter
         def args():
             if name.endswith("bf16"):
                 state = [np.zeros(P, np.uint16), np.zeros(P, np.uint16)]
@@ -113,15 +116,20 @@ def make_case(name):
                 nb = -(-P // ref.Q8_BLOCK)
                 state = [np.zeros(P, np.uint8), np.zeros(P, np.uint8), np.zeros(nb, np.float32),
                          np.zeros(nb, np.float32)]
-            return [f32(P) * 0.02, f32(P), *state, True, 1e-3, 0.9, 0.95, 1e-8, 0.1, 1, 1.0, 0, 0]
+            w = f32(P) * 0.02
+            if name.endswith("bf16w"):  # bf16 weights: their bits
+                w = (w.view(np.uint32) >> 16).astype(np.uint16)
+            return [w, f32(P), *state, True, 1e-3, 0.9, 0.95, 1e-8, 0.1, 1, 1.0, 0, 0]
         moments = 8 if name.endswith("bf16") else 4  # read and written, both moments
-        return (args, (12 + moments) * P, "bytes", [0])
+        weights = 4 if name.endswith("bf16w") else 8  # read and written
+        return (args, (weights + 4 + moments) * P, "bytes", [0])
     if name == "grad_norm_sq":
         return (lambda: [f32(P)], 4 * P, "bytes", None)
     raise KeyError(name)
 
 
 KERNELS = [k for k in be.KERNELS]
+STREAM = "stream: dresid += dbranch over P floats"  # the memory bandwidth the lean AdamW is held to
 
 
 def _check(name, kernel, args, outs, backend):
@@ -144,6 +152,8 @@ def _check(name, kernel, args, outs, backend):
         return
     for i in outs:
         g, w = np.asarray(a32[i], np.float64), np.asarray(a64[i])
+        if a32[i].dtype == np.uint16:  # bf16 weights: their values
+            g, w = ref.bf16_decode(a32[i]), ref.bf16_decode(a64[i])
         err = np.max(np.abs(g - w)) / max(np.max(np.abs(w)), 1e-30)
         assert err <= tol, f"{name} output {i}: relative error {err:.2e} > {tol:.0e}"
 
@@ -159,6 +169,18 @@ def test_kernel(record, name, backend):
     kernel = getattr(b, name)
     _check(name, kernel, args, outs, backend)
     rounds = 5 if (backend == "numpy" and name.startswith("attention")) else None
-    if backend == "numpy" and name in ("adamw_step_bf16", "adamw_step_q8"):
+    if backend == "numpy" and name in LEAN_ADAMW:
         rounds = 1  # the float64 reference over every parameter takes tens of seconds
     record("kernel", name, backend, lambda: kernel(*args), work, unit, rounds=rounds)
+
+
+def test_stream_bandwidth(record):
+    """The memory bandwidth of this run, for the lean AdamW's rate to be read against: the C
+    residual_backward (read two arrays, write one back in place, as AdamW does) over P floats
+    each, far beyond the caches."""
+    b = be.get("c") if "c" in BACKENDS else None
+    if b is None or b.sources["residual_backward"] != "c":
+        pytest.skip("the C backend is not built")
+    r = _rng()
+    dresid, dbranch = np.zeros(P, np.float32), r.standard_normal(P).astype(np.float32) * 1e-3
+    record("kernel", STREAM, "c", lambda: b.residual_backward(dresid, dbranch), 12 * P, "bytes")

@@ -33,7 +33,7 @@ KERNELS = (
     "bias_gelu_forward", "gelu_bias_backward",
     "crossentropy_forward_backward",
     "grad_norm_sq", "adamw_step", "adamw_step_bf16", "adamw_step_q8",
-    "bf16_to_f32", "f32_to_bf16_sr",
+    "adamw_step_q8_bf16w", "bf16_to_f32", "f32_to_bf16_sr",
 )
 
 

@@ -198,6 +198,13 @@ class AdamW:
         if p.dtype != np.uint16:
             self._update_f32(entry, p, g, 0, hyper)
             return
+        if entry[1] == "q8":  # one pass: the kernel decodes, updates and rounds the weights itself
+            off, blk, n = entry[2], entry[3], b - a
+            K.adamw_step_q8_bf16w(p, g, self.m_low[off:off + n], self.v_low[off:off + n],
+                                  self.m_absmax[blk:blk - (-n // Q8_BLOCK)],
+                                  self.v_absmax[blk:blk - (-n // Q8_BLOCK)], len(sl.shape) == 2,
+                                  *hyper, self.seed, sl.offset + a)
+            return
         if self._chunk is None:
             self._chunk = np.empty(WEIGHT_CHUNK, np.float32)
         for lo in range(0, b - a, WEIGHT_CHUNK):

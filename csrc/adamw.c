@@ -92,30 +92,24 @@ static inline uint16_t bf16_round_sr(float x, uint32_t r) {
  * nonzero v never becomes 0). */
 enum { Q8_M_EMIN = -15, Q8_V_EMIN = -15, Q8_M_MB = 3, Q8_V_MB = 4 };
 
-static inline float q8_value(int code, int emin, int mb) {  /* code 1..255 -> magnitude / absmax */
-    return f32_of((uint32_t)((code >> mb) + emin + 127) << 23 | (uint32_t)(code & ((1 << mb) - 1)) << (23 - mb));
+/* code 1..255 -> magnitude / absmax (the exponent and mantissa fields placed with shifts) */
+static inline uint32_t q8_value_bits(uint32_t code, int emin, int mb) {
+    return ((code >> mb) + (uint32_t)(emin + 127)) << 23 | (code & ((1u << mb) - 1)) << (23 - mb);
 }
 
-/* u in [0, 1] -> code 0..(mag max) with mb mantissa bits; stochastic rounding; floor_up: never 0 for u > 0 */
-static inline int q8_encode(float u, int emin, int mb, uint32_t r, int floor_up) {
-    const float umin = q8_value(1, emin, mb);
-    if (!(u > 0.0f)) return 0;
-    if (u < umin) {
-        if (floor_up) return 1;
-        return (float)(r >> 8) * (1.0f / 16777216.0f) * umin < u ? 1 : 0;  /* P(1) = u / umin */
-    }
-    uint32_t t = bits_of(u) + (r & ((1u << (23 - mb)) - 1));  /* discarded mantissa bits */
-    int e = (int)(t >> 23) - 127, f = (int)(t >> (23 - mb)) & ((1 << mb) - 1);
-    return ((e - emin) << mb) | f;
+static inline float q8_value(int code, int emin, int mb) { return f32_of(q8_value_bits((uint32_t)code, emin, mb)); }
+
+/* code -> value, without branches (selects, so loops over them vectorize) */
+static inline float q8_m_value(uint32_t c) {
+    uint32_t mag = c & 127u, u = q8_value_bits(mag, Q8_M_EMIN, Q8_M_MB);
+    return f32_of((mag ? u : 0u) | (c & 128u) << 24);
 }
 
-float q8_decode_m(uint8_t c) {
-    int mag = c & 127;
-    float u = mag ? q8_value(mag, Q8_M_EMIN, Q8_M_MB) : 0.0f;
-    return (c & 128) ? -u : u;
-}
+static inline float q8_v_value(uint32_t c) { return f32_of(c ? q8_value_bits(c, Q8_V_EMIN, Q8_V_MB) : 0u); }
 
-float q8_decode_v(uint8_t c) { return c ? q8_value(c, Q8_V_EMIN, Q8_V_MB) : 0.0f; }
+float q8_decode_m(uint8_t c) { return q8_m_value(c); }
+
+float q8_decode_v(uint8_t c) { return q8_v_value(c); }
 
 /* As adamw_step, with m, v in bf16 (n,) uint16; offset: the tensor's first
  * element in the flat buffer (for the rounding bits). */
@@ -137,44 +131,111 @@ void adamw_step_bf16(float *params, uint16_t *m, uint16_t *v,
     }
 }
 
+/* The 8-bit update, one block of len <= Q8_BLOCK elements at a time, in three
+ * branch-free loops the compiler vectorizes (AVX-512, AVX2, NEON) with the
+ * operation order of the scalar code, so every build gives the same bits:
+ * decode + update (the new moments to mb, vb), the block's absmaxes, encode.
+ * Weights are float32 (pf) or bf16 (pw, decoded here and stored back rounded
+ * stochastically with stream SR_STREAM_WEIGHTS: the same bits as bf16_to_f32,
+ * the float32 update, f32_to_bf16_sr). */
+enum { SR_STREAM_WEIGHTS = 2 };
+
+/* u in [0, 1] (or NaN: 0) -> code 0..(mag max) with mb mantissa bits, rounded
+ * stochastically with r; floor_up: never 0 for u > 0. Written without branches. */
+static inline uint32_t q8_encode(float u, int emin, int mb, uint32_t r, int floor_up) {
+    const float umin = q8_value(1, emin, mb);
+    uint32_t t = bits_of(u) + (r & ((1u << (23 - mb)) - 1));
+    uint32_t normal = (t >> (23 - mb)) - ((uint32_t)(emin + 127) << mb);  /* (e - emin) << mb | f */
+    uint32_t small = floor_up ? 1u : (uint32_t)((float)(int32_t)(r >> 8) * (1.0f / 16777216.0f) * umin < u);
+    uint32_t code = u < umin ? small : normal;
+    return (u > 0.0f) ? code : 0u;
+}
+
+__attribute__((always_inline))
+static inline void q8_block(int bf16w, float *pf, uint16_t *pw, uint8_t *m, uint8_t *v, float *m_absmax,
+                            float *v_absmax, const float *grads, const adam_consts *c,
+                            float grad_scale, uint64_t km, uint64_t kv, uint64_t kw,
+                            uint64_t idx0, int64_t len) {
+    float mb[Q8_BLOCK], vb[Q8_BLOCK];  /* the block's new moments */
+    const float sm = *m_absmax, sv = *v_absmax;
+    for (int64_t j = 0; j < len; j++) {
+        float g = grads[j] * grad_scale;
+        float mi = c->beta1 * (q8_m_value(m[j]) * sm) + c->one_m_b1 * g;
+        float vi = c->beta2 * (q8_v_value(v[j]) * sv) + c->one_m_b2 * (g * g);
+        mb[j] = mi;
+        vb[j] = vi;
+        if (bf16w) {
+            float p = adam_param(bf16_decode(pw[j]), mi, vi, c);
+            pw[j] = bf16_round_sr(p, sr_bits(kw, idx0 + (uint64_t)j));
+        } else {
+            pf[j] = adam_param(pf[j], mi, vi, c);
+        }
+    }
+    /* the absmaxes as integer maxima of the magnitudes' bits (the same order for
+     * floats >= 0; a NaN moment, from a NaN gradient, gives a NaN absmax) */
+    uint32_t am_bits = 0, av_bits = 0;
+    for (int64_t j = 0; j < len; j++) {
+        uint32_t a = bits_of(mb[j]) & 0x7FFFFFFFu, b = bits_of(vb[j]) & 0x7FFFFFFFu;
+        am_bits = a > am_bits ? a : am_bits;
+        av_bits = b > av_bits ? b : av_bits;
+    }
+    const float am = f32_of(am_bits), av = f32_of(av_bits);
+    *m_absmax = am;
+    *v_absmax = av;
+    const float rm = am > 0.0f ? 1.0f / am : 0.0f, rv = av > 0.0f ? 1.0f / av : 0.0f;
+    for (int64_t j = 0; j < len; j++) {
+        uint64_t idx = idx0 + (uint64_t)j;
+        float um = fabsf(mb[j]) * rm, uv = vb[j] * rv;
+        um = um < 1.0f ? um : 1.0f;  /* as fminf(u, 1) */
+        uv = uv < 1.0f ? uv : 1.0f;
+        uint32_t cm = q8_encode(um, Q8_M_EMIN, Q8_M_MB, sr_bits(km, idx), 0);
+        m[j] = (uint8_t)(cm | ((uint32_t)(mb[j] < 0.0f) & (uint32_t)(cm != 0)) << 7);
+        v[j] = (uint8_t)q8_encode(uv, Q8_V_EMIN, Q8_V_MB, sr_bits(kv, idx), 1);
+    }
+}
+
+/* Every block of a tensor (n,), float32 (pf) or bf16 (pw) weights; bf16w is a constant
+ * at each call, so each kernel's loops are compiled for its weights alone. */
+__attribute__((always_inline))
+static inline void q8_update(int bf16w, float *pf, uint16_t *pw, uint8_t *m, uint8_t *v,
+                             float *m_absmax, float *v_absmax, const float *grads, int decay,
+                             float lr, float beta1, float beta2, float eps, float weight_decay,
+                             int64_t step, float grad_scale, uint64_t seed, int64_t offset, int64_t n) {
+    const adam_consts c = adam_setup(lr, beta1, beta2, eps, weight_decay, decay, step);
+    const uint64_t km = sr_key(seed, step, 0), kv = sr_key(seed, step, 1);
+    const uint64_t kw = sr_key(seed, step, SR_STREAM_WEIGHTS);
+    const int64_t nblocks = (n + Q8_BLOCK - 1) / Q8_BLOCK;
+    #pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < nblocks; b++) {
+        const int64_t lo = b * Q8_BLOCK, len = lo + Q8_BLOCK < n ? Q8_BLOCK : n - lo;
+        q8_block(bf16w, bf16w ? NULL : pf + lo, bf16w ? pw + lo : NULL, m + lo, v + lo,
+                 m_absmax + b, v_absmax + b, grads + lo, &c, grad_scale, km, kv, kw,
+                 (uint64_t)(offset + lo), len);
+    }
+}
+
 /* As adamw_step, with m, v as 8-bit codes (n,) and per-block absmax scales
  * m_absmax, v_absmax (ceil(n / Q8_BLOCK),). The update uses the new moments
  * in fp32; then each block's new absmax is taken and its moments re-encoded:
- * no fp32 copy of the moments exists beyond one block in registers/stack. */
+ * no fp32 copy of the moments exists beyond one block on the stack. */
 void adamw_step_q8(float *params, uint8_t *m, uint8_t *v, float *m_absmax, float *v_absmax,
                    const float *grads, int decay,
                    float lr, float beta1, float beta2, float eps, float weight_decay,
                    int64_t step, float grad_scale, uint64_t seed, int64_t offset, int64_t n) {
-    const adam_consts c = adam_setup(lr, beta1, beta2, eps, weight_decay, decay, step);
-    const uint64_t km = sr_key(seed, step, 0), kv = sr_key(seed, step, 1);
-    const int64_t nblocks = (n + Q8_BLOCK - 1) / Q8_BLOCK;
-    #pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < nblocks; b++) {
-        const int64_t lo = b * Q8_BLOCK, hi = lo + Q8_BLOCK < n ? lo + Q8_BLOCK : n;
-        float mb[Q8_BLOCK], vb[Q8_BLOCK];  /* the block's new moments */
-        const float sm = m_absmax[b], sv = v_absmax[b];
-        float am = 0.0f, av = 0.0f;
-        for (int64_t i = lo; i < hi; i++) {
-            float g = grads[i] * grad_scale;
-            float mi = c.beta1 * (q8_decode_m(m[i]) * sm) + c.one_m_b1 * g;
-            float vi = c.beta2 * (q8_decode_v(v[i]) * sv) + c.one_m_b2 * (g * g);
-            mb[i - lo] = mi;
-            vb[i - lo] = vi;
-            am = fmaxf(am, fabsf(mi));
-            av = fmaxf(av, vi);
-            params[i] = adam_param(params[i], mi, vi, &c);
-        }
-        m_absmax[b] = am;
-        v_absmax[b] = av;
-        const float rm = am > 0.0f ? 1.0f / am : 0.0f, rv = av > 0.0f ? 1.0f / av : 0.0f;
-        for (int64_t i = lo; i < hi; i++) {
-            uint64_t idx = (uint64_t)(offset + i);
-            float um = fminf(fabsf(mb[i - lo]) * rm, 1.0f), uv = fminf(vb[i - lo] * rv, 1.0f);
-            int cm = q8_encode(um, Q8_M_EMIN, Q8_M_MB, sr_bits(km, idx), 0);
-            m[i] = (uint8_t)(cm | (mb[i - lo] < 0.0f && cm ? 128 : 0));
-            v[i] = (uint8_t)q8_encode(uv, Q8_V_EMIN, Q8_V_MB, sr_bits(kv, idx), 1);
-        }
-    }
+    q8_update(0, params, NULL, m, v, m_absmax, v_absmax, grads, decay, lr, beta1, beta2, eps,
+              weight_decay, step, grad_scale, seed, offset, n);
+}
+
+/* As adamw_step_q8 with the weights stored as bf16 (n,) bits: decoded, updated
+ * in float32 and stored back rounded stochastically (stream SR_STREAM_WEIGHTS),
+ * the same bits as bf16_to_f32 + adamw_step_q8 + f32_to_bf16_sr, in one pass:
+ * 12 bytes per parameter (2 + 2 weight, 4 gradient, 2 + 2 codes). */
+void adamw_step_q8_bf16w(uint16_t *params, uint8_t *m, uint8_t *v, float *m_absmax, float *v_absmax,
+                         const float *grads, int decay,
+                         float lr, float beta1, float beta2, float eps, float weight_decay,
+                         int64_t step, float grad_scale, uint64_t seed, int64_t offset, int64_t n) {
+    q8_update(1, NULL, params, m, v, m_absmax, v_absmax, grads, decay, lr, beta1, beta2, eps,
+              weight_decay, step, grad_scale, seed, offset, n);
 }
 
 /* ---- bf16 weights ----
@@ -183,7 +244,6 @@ void adamw_step_q8(float *params, uint8_t *m, uint8_t *v, float *m_absmax, float
  * stochastically with the bits of stream 2 (f32_to_bf16_sr): element i of a
  * tensor at flat-buffer offset `offset` uses sr_bits(sr_key(seed, step, 2),
  * offset + i). Oracle: bf16_to_f32 / f32_to_bf16_sr in ref.py. */
-enum { SR_STREAM_WEIGHTS = 2 };
 
 void bf16_to_f32(float *out, const uint16_t *h, int64_t n) {
     #pragma omp parallel for schedule(static)

@@ -6,7 +6,9 @@ CODETTE_PORTABLE=1 (baseline x86-64 / armv8-a, so simd.h's scalar or NEON
 path) or CODETTE_MARCH=<arch> (that -march, e.g. x86-64-v3 for the AVX2+FMA
 path on a machine with AVX-512); OpenMP when the compiler
 supports it (else a single-threaded build); never -ffast-math (it breaks
-GELU, softmax and NaN checks). CODETTE_SANITIZE=1 adds
+GELU, softmax and NaN checks), but -fno-trapping-math (no value changes: no
+code reads the floating-point exception flags, and it lets the compiler
+vectorize loops with float comparisons in selects, as the 8-bit AdamW's). CODETTE_SANITIZE=1 adds
 -fsanitize=address,undefined for `make test-asan`.
 """
 
@@ -46,7 +48,7 @@ def _compiler_accepts(flags: list[str]) -> bool:
 
 
 def _flags() -> tuple[list[str], list[str]]:
-    cflags = ["-O3", "-std=c11", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
+    cflags = ["-O3", "-std=c11", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unused-function"]
     ldflags: list[str] = []
     if os.environ.get("CODETTE_PORTABLE") == "1":
         arch = platform.machine().lower()

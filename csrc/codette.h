@@ -35,6 +35,13 @@ void adamw_step_q8(float *params, uint8_t *m, uint8_t *v, float *m_absmax, float
                    const float *grads, int decay,
                    float lr, float beta1, float beta2, float eps, float weight_decay,
                    int64_t step, float grad_scale, uint64_t seed, int64_t offset, int64_t n);
+/* As adamw_step_q8 with the weights as bf16 bits (n,): decoded, updated and
+ * stored back rounded stochastically (stream 2), in one pass (12 bytes per
+ * parameter); the same bits as bf16_to_f32 + adamw_step_q8 + f32_to_bf16_sr */
+void adamw_step_q8_bf16w(uint16_t *params, uint8_t *m, uint8_t *v, float *m_absmax, float *v_absmax,
+                         const float *grads, int decay,
+                         float lr, float beta1, float beta2, float eps, float weight_decay,
+                         int64_t step, float grad_scale, uint64_t seed, int64_t offset, int64_t n);
 /* bf16 weights: bits (n,) -> float32 (n,); float32 (n,) -> bits rounded
  * stochastically with the bits of (seed, step, stream 2, offset + i) */
 void bf16_to_f32(float *out, const uint16_t *h, int64_t n);

@@ -92,6 +92,10 @@ BAD = [
     ("adamw-q8-offset", lambda K: K.adamw_step_q8(z(P), z(P), z(P, dtype=np.uint8), z(P, dtype=np.uint8), z(1),
                                                   z(1), True, 1e-3, 0.9, 0.95, 1e-8, 0.1, 1, 1.0, 0, -1),
      ValueError, "adamw_step_q8: offset must be an integer in [0, 2^63), got -1"),
+    ("adamw-q8-bf16w-params", lambda K: K.adamw_step_q8_bf16w(z(P), z(P), z(P, dtype=np.uint8),
+                                                              z(P, dtype=np.uint8), z(1), z(1), True, 1e-3,
+                                                              0.9, 0.95, 1e-8, 0.1, 1, 1.0, 0, 0),
+     TypeError, "params: kernels take uint16, got float32"),
     ("norm-2d", lambda K: K.grad_norm_sq(X), ValueError, "grads must have 1 dimensions"),
 ]
 

@@ -118,6 +118,47 @@ def test_lowp_adamw_backends_match_the_reference(rng, fmt, n):
             assert rel_err(a, b) <= 1e-6, K.NAME
 
 
+@pytest.mark.parametrize("n", [1, 255, 257, 70_001])
+def test_q8_update_of_bf16_weights_matches_the_reference(rng, n):
+    """The one-pass kernel for bf16 weights against the float64 reference: weights one bf16 step
+    apart at most, and only where float32 and float64 round to opposite sides (rare)."""
+    p, g, st = _state(rng, n, "q8")
+    w = (p.view(np.uint32) >> 16).astype(np.uint16)  # (n,) bf16 bits
+    step, seed, offset = 5, 11, 1000
+    want_w, want_st = w.copy(), [a.copy() for a in st]
+    ref.adamw_step_q8_bf16w(want_w, g, *want_st, True, *HYPER, step, 0.8, seed, offset)
+    assert np.mean(want_w != w) > 0.5  # the weights moved
+    for K in _backends():
+        got_w, got_st = w.copy(), [a.copy() for a in st]
+        K.adamw_step_q8_bf16w(got_w, g, *got_st, True, *HYPER, step, 0.8, seed, offset)
+        assert rel_err(ref.bf16_decode(got_w), ref.bf16_decode(want_w)) <= KERNEL_TOL["adamw_step_q8_bf16w"]
+        diff = got_w.astype(np.int64) - want_w.astype(np.int64)
+        assert np.all(np.abs(diff) <= 1) and np.mean(diff != 0) <= max(1e-3, 1.0 / n), K.NAME
+        for a, b in zip(got_st[:2], want_st[:2]):
+            assert np.mean(a != b) <= max(1e-3, 1.0 / n), K.NAME
+        for a, b in zip(got_st[2:], want_st[2:]):
+            assert rel_err(a, b) <= 1e-6, K.NAME
+
+
+@pytest.mark.parametrize("n", [1, 257, 70_001])
+def test_q8_update_of_bf16_weights_is_decode_update_round_bit_for_bit(rng, n):
+    """On each backend, the one-pass kernel gives the bits of its three-pass equivalent:
+    bf16_to_f32, adamw_step_q8 in float32, f32_to_bf16_sr (the same stream-2 bits)."""
+    p, g, st = _state(rng, n, "q8")
+    w = (p.view(np.uint32) >> 16).astype(np.uint16)
+    step, seed, offset = 7, 3, 4096
+    for K in _backends():
+        one_w, one_st = w.copy(), [a.copy() for a in st]
+        K.adamw_step_q8_bf16w(one_w, g, *one_st, True, *HYPER, step, 1.0, seed, offset)
+        three_w, three_st, x = w.copy(), [a.copy() for a in st], np.empty(n, np.float32)
+        K.bf16_to_f32(x, three_w)
+        K.adamw_step_q8(x, g, *three_st, True, *HYPER, step, 1.0, seed, offset)
+        K.f32_to_bf16_sr(three_w, x, seed, step, offset)
+        assert np.array_equal(one_w, three_w), K.NAME
+        for a, b in zip(one_st, three_st):
+            assert np.array_equal(a, b), K.NAME
+
+
 @pytest.mark.parametrize("fmt", ["bf16", "q8"])
 def test_lowp_adamw_follows_fp32_adamw(rng, fmt):
     """200 steps on noisy quadratic-like gradients: the parameters stay within a small
@@ -155,11 +196,14 @@ def test_c_lowp_update_is_the_same_for_any_thread_count():
             "m = np.zeros(n, np.uint8); v = np.zeros(n, np.uint8); nb = -(-n // 256)\n"
             "am = np.zeros(nb, np.float32); av = np.zeros(nb, np.float32)\n"
             "m16 = np.zeros(n, np.uint16); v16 = np.zeros(n, np.uint16); p2 = p.copy()\n"
+            "w = (p.view(np.uint32) >> 16).astype(np.uint16); mw, vw, amw, avw = m.copy(), v.copy(), am.copy(), av.copy()\n"
             "for t in (1, 2, 3):\n"
             "    c.adamw_step_q8(p, g, m, v, am, av, True, 1e-3, 0.9, 0.95, 1e-8, 0.1, t, 1.0, 9, 0)\n"
             "    c.adamw_step_bf16(p2, g, m16, v16, True, 1e-3, 0.9, 0.95, 1e-8, 0.1, t, 1.0, 9, 0)\n"
+            "    c.adamw_step_q8_bf16w(w, g, mw, vw, amw, avw, True, 1e-3, 0.9, 0.95, 1e-8, 0.1, t, 1.0, 9, 5)\n"
             "import hashlib; h = hashlib.sha256()\n"
-            "[h.update(a.tobytes()) for a in (p, m, v, am, av, p2, m16, v16)]; print(h.hexdigest())\n")
+            "[h.update(a.tobytes()) for a in (p, m, v, am, av, p2, m16, v16, w, mw, vw, amw, avw)]\n"
+            "print(h.hexdigest())\n")
     out = set()
     for threads in ("1", "2", "3"):
         import os

@@ -63,6 +63,15 @@ def adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, bet
                       int(step), grad_scale, int(seed), int(offset), n)
 
 
+def adamw_step_q8_bf16w(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps,
+                        weight_decay, step, grad_scale, seed, offset):
+    n = checks.adamw_step_q8_bf16w(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2,
+                                   eps, weight_decay, step, grad_scale, seed, offset)
+    lib.adamw_step_q8_bf16w(_ptr(params, "uint16_t *"), _ptr(m, "uint8_t *"), _ptr(v, "uint8_t *"),
+                            _ptr(m_absmax), _ptr(v_absmax), _ptr(grads), int(bool(decay)), lr, beta1,
+                            beta2, eps, weight_decay, int(step), grad_scale, int(seed), int(offset), n)
+
+
 def bf16_to_f32(out, h):
     n = checks.bf16_to_f32(out, h)
     lib.bf16_to_f32(_ptr(out), _ptr(h, "uint16_t *"), n)

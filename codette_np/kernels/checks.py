@@ -338,10 +338,11 @@ def grad_norm_sq(grads):
 from codette_np.kernels.ref import Q8_BLOCK  # noqa: E402  (the one definition)
 
 
-def _adamw(name, params, grads, decay, step, states):
+def _adamw(name, params, grads, decay, step, states, params_dtype=F32):
     """The checks every AdamW kernel shares. states: (name, array, dtype, length) with length
-    "n" (one per parameter) or "blocks" (one per Q8_BLOCK); returns n."""
-    array("params", params, out=True, ndim=1)
+    "n" (one per parameter) or "blocks" (one per Q8_BLOCK); params float32 or, for the bf16
+    weights' kernel, uint16 bits; returns n."""
+    array("params", params, out=True, ndim=1, dtype=params_dtype)
     n = params.shape[0]
     array("grads", grads, (n,))
     lengths = {"n": n, "blocks": -(-n // Q8_BLOCK)}
@@ -375,6 +376,15 @@ def adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, bet
     return _adamw("adamw_step_q8", params, grads, decay, step,
                   (("m", m, np.uint8, "n"), ("v", v, np.uint8, "n"),
                    ("m_absmax", m_absmax, F32, "blocks"), ("v_absmax", v_absmax, F32, "blocks")))
+
+
+def adamw_step_q8_bf16w(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps,
+                        weight_decay, step, grad_scale, seed, offset):
+    _seed_offset("adamw_step_q8_bf16w", seed, offset)
+    return _adamw("adamw_step_q8_bf16w", params, grads, decay, step,
+                  (("m", m, np.uint8, "n"), ("v", v, np.uint8, "n"),
+                   ("m_absmax", m_absmax, F32, "blocks"), ("v_absmax", v_absmax, F32, "blocks")),
+                  params_dtype=np.uint16)
 
 
 def _seed_offset(name, seed, offset):

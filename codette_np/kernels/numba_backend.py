@@ -915,9 +915,11 @@ def _adamw_bf16(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_decay,
 
 
 @_jit(parallel=True)
-def _adamw_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps, weight_decay,
-              step, grad_scale, km, kv, offset):
-    n = params.shape[0]
+def _adamw_q8(pf, pw, bf16w, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps,
+              weight_decay, step, grad_scale, km, kv, kw, offset):
+    """Weights float32 pf (n,), or with bf16w bf16 bits pw (n,) decoded, updated and stored back
+    rounded stochastically with the bits of key kw (the other array is unused)."""
+    n = grads.shape[0]
     b1, b2, bc1, bc2, lr32, lr_wd, eps32, gs = _adam_consts(lr, beta1, beta2, eps, weight_decay, decay,
                                                             step, grad_scale)
     nblocks = (n + Q8_BLOCK - 1) // Q8_BLOCK
@@ -938,7 +940,11 @@ def _adamw_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, 
             vb[i - lo] = vi
             am = max(am, abs(mi))
             av = max(av, vi)
-            params[i] = _adam_param(params[i], mi, vi, lr32, lr_wd, bc1, bc2, eps32)
+            if bf16w:
+                p = _adam_param(_bf16_decode(pw[i]), mi, vi, lr32, lr_wd, bc1, bc2, eps32)
+                pw[i] = _bf16_round_sr(p, _sr_bits(kw, offset + i))
+            else:
+                pf[i] = _adam_param(pf[i], mi, vi, lr32, lr_wd, bc1, bc2, eps32)
         m_absmax[b] = am
         v_absmax[b] = av
         rm = _ONE / am if am > 0 else _F32(0.0)
@@ -1141,14 +1147,30 @@ def adamw_step_bf16(params, grads, m, v, decay, lr, beta1, beta2, eps, weight_de
                 np.uint64(ref.sr_key(seed, step, 1)), int(offset))
 
 
+_NO_F32, _NO_BF16 = np.zeros(0, np.float32), np.zeros(0, np.uint16)  # _adamw_q8's weights not in use
+
+
 def adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps,
                   weight_decay, step, grad_scale, seed, offset):
     """As adamw_step with 8-bit blockwise moments (csrc/adamw.c's codes)."""
     checks.adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps,
                          weight_decay, step, grad_scale, seed, offset)
-    _adamw_q8(params, grads, m, v, m_absmax, v_absmax, bool(decay), float(lr), float(beta1),
-              float(beta2), float(eps), float(weight_decay), int(step), float(grad_scale),
-              np.uint64(ref.sr_key(seed, step, 0)), np.uint64(ref.sr_key(seed, step, 1)), int(offset))
+    _adamw_q8(params, _NO_BF16, False, grads, m, v, m_absmax, v_absmax, bool(decay), float(lr),
+              float(beta1), float(beta2), float(eps), float(weight_decay), int(step), float(grad_scale),
+              np.uint64(ref.sr_key(seed, step, 0)), np.uint64(ref.sr_key(seed, step, 1)), np.uint64(0),
+              int(offset))
+
+
+def adamw_step_q8_bf16w(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps,
+                        weight_decay, step, grad_scale, seed, offset):
+    """As adamw_step_q8 with bf16 weights (uint16 bits), decoded, updated and stored back with
+    stochastic rounding (stream 2) in the same pass."""
+    checks.adamw_step_q8_bf16w(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps,
+                               weight_decay, step, grad_scale, seed, offset)
+    _adamw_q8(_NO_F32, params, True, grads, m, v, m_absmax, v_absmax, bool(decay), float(lr),
+              float(beta1), float(beta2), float(eps), float(weight_decay), int(step), float(grad_scale),
+              np.uint64(ref.sr_key(seed, step, 0)), np.uint64(ref.sr_key(seed, step, 1)),
+              np.uint64(ref.sr_key(seed, step, ref.SR_STREAM_WEIGHTS)), int(offset))
 
 
 def bf16_to_f32(out, h):

@@ -433,3 +433,13 @@ def adamw_step_q8(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, bet
     v[:] = q8_encode(uv, Q8_V_EMIN, sr_bits(sr_key(seed, step, 1), idx), floor_up=True, mb=Q8_V_MB)
     m_absmax[:] = am
     v_absmax[:] = av
+
+
+def adamw_step_q8_bf16w(params, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps,
+                        weight_decay, step, grad_scale, seed, offset):
+    """As adamw_step_q8 with params (n,) bf16 bits (uint16): decoded, updated, then stored back
+    rounded stochastically with stream 2 (bf16_to_f32, adamw_step_q8, f32_to_bf16_sr)."""
+    p = bf16_decode(params)  # (n,) float64
+    adamw_step_q8(p, grads, m, v, m_absmax, v_absmax, decay, lr, beta1, beta2, eps, weight_decay,
+                  step, grad_scale, seed, offset)
+    f32_to_bf16_sr(params, p, seed, step, offset)
