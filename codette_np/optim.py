@@ -200,10 +200,10 @@ class AdamW:
             return
         if entry[1] == "q8":  # one pass: the kernel decodes, updates and rounds the weights itself
             off, blk, n = entry[2], entry[3], b - a
+            nb = -(-n // Q8_BLOCK)
             K.adamw_step_q8_bf16w(p, g, self.m_low[off:off + n], self.v_low[off:off + n],
-                                  self.m_absmax[blk:blk - (-n // Q8_BLOCK)],
-                                  self.v_absmax[blk:blk - (-n // Q8_BLOCK)], len(sl.shape) == 2,
-                                  *hyper, self.seed, sl.offset + a)
+                                  self.m_absmax[blk:blk + nb], self.v_absmax[blk:blk + nb],
+                                  len(sl.shape) == 2, *hyper, self.seed, sl.offset + a)
             return
         if self._chunk is None:
             self._chunk = np.empty(WEIGHT_CHUNK, np.float32)
