@@ -195,15 +195,8 @@ class AdamW:
         sl, a, b = entry[0], entry[4], entry[5]
         K = self.model.kernels
         p, g = self.model.stored(sl.name)[a:b], g[a:b]  # (n,) float32, or bf16 bits
-        if p.dtype != np.uint16:
+        if p.dtype != np.uint16 or entry[1] == "q8":  # q8: one kernel decodes, updates and rounds bf16
             self._update_f32(entry, p, g, 0, hyper)
-            return
-        if entry[1] == "q8":  # one pass: the kernel decodes, updates and rounds the weights itself
-            off, blk, n = entry[2], entry[3], b - a
-            nb = -(-n // Q8_BLOCK)
-            K.adamw_step_q8_bf16w(p, g, self.m_low[off:off + n], self.v_low[off:off + n],
-                                  self.m_absmax[blk:blk + nb], self.v_absmax[blk:blk + nb],
-                                  len(sl.shape) == 2, *hyper, self.seed, sl.offset + a)
             return
         if self._chunk is None:
             self._chunk = np.empty(WEIGHT_CHUNK, np.float32)
@@ -215,8 +208,9 @@ class AdamW:
             K.f32_to_bf16_sr(p[lo:hi], x, self.seed, self.t, sl.offset + a + lo)
 
     def _update_f32(self, entry, p, g, lo, hyper):
-        """Elements [lo, lo + len(p)) of one tensor piece: float32 params p and gradient g, with
-        the moments of those elements (lo is a multiple of Q8_BLOCK, so the blocks line up)."""
+        """Elements [lo, lo + len(p)) of one tensor piece: float32 params p (or, with "q8" moments,
+        bf16 bits, which its kernel updates in the same pass) and gradient g, with the moments of
+        those elements (lo is a multiple of Q8_BLOCK, so the blocks line up)."""
         sl, kind, off, blk, a, _ = entry
         K = self.model.kernels
         n, off, at = p.shape[0], off + lo, sl.offset + a + lo  # at: the first element's flat index
@@ -228,9 +222,9 @@ class AdamW:
                               *hyper, self.seed, at)
         else:
             b0, nb = blk + lo // Q8_BLOCK, -(-n // Q8_BLOCK)
-            K.adamw_step_q8(p, g, self.m_low[off:off + n], self.v_low[off:off + n],
-                            self.m_absmax[b0:b0 + nb], self.v_absmax[b0:b0 + nb], decay, *hyper,
-                            self.seed, at)
+            step_q8 = K.adamw_step_q8_bf16w if p.dtype == np.uint16 else K.adamw_step_q8
+            step_q8(p, g, self.m_low[off:off + n], self.v_low[off:off + n],
+                    self.m_absmax[b0:b0 + nb], self.v_absmax[b0:b0 + nb], decay, *hyper, self.seed, at)
 
     def fused_step(self, tokens, targets, lr: float | None = None, max_grad_norm: float | None = None,
                    clip: str = "exact", n_targets: int | None = None, reduce=None) -> tuple[float, float]:
