@@ -93,3 +93,13 @@ def pytest_terminal_summary(terminalreporter):
         for g, n, b, s, w, _ in RESULTS:
             if n.startswith("adamw_step") and b in ("c", "numba"):
                 tr.write_line(f"  {n:<24} {b:<6} {w / s / 1e9:6.1f} GB/s = {w / s / stream[0]:5.0%} of stream")
+    peaks = {b.removesuffix(" peak"): w / s for g, n, b, s, w, _ in RESULTS if g == "gemm:peak"}
+    if peaks:  # each bf16 GEMM path's rate against its instruction's register-only rate in this run
+        tr.write_line("")
+        tr.write_line("bf16 peak (register-only multiply-adds, all threads): "
+                      + ", ".join(f"{p} {r / 1e9:.0f} GFLOP/s" for p, r in peaks.items()) + "; each GEMM at:")
+        for g, n, b, s, w, _ in RESULTS:
+            path = b.removeprefix("bf16 ")
+            if g.startswith("gemm:") and g != "gemm:peak" and path in peaks:
+                tr.write_line(f"  {g:<11} {n:<32} {path:<11} {w / s / 1e9:7.1f} GFLOP/s = "
+                              f"{w / s / peaks[path]:5.1%} of peak")

@@ -5,6 +5,8 @@ in its own process, when PyTorch is installed), all in one run.
 Shapes: B 8 x T 256 = 2048 token rows, micro (C 256, F 1024, V 4096) and mini (C 512,
 F 2048, V 16384); the forward product X.W^T, the input gradient dY.W and the weight gradient
 dY^T.X of the FFN, and the LM head's forward. Each row: GFLOP/s = 2 M N K / median time.
+Where AMX or AVX512-BF16 can run, bf16_peak.c measures that instruction's register-only rate,
+and the summary gives each GEMM path's share of it.
 """
 
 import importlib.util
@@ -68,6 +70,26 @@ def test_numpy_sgemm(record, size, name):
     out = np.empty((M, N), np.float32)
     record(f"gemm:{size}", f"{name} {M}x{N}x{K}", "numpy sgemm fp32", lambda: np.matmul(af, bf, out=out),
            2 * M * N * K, "flops", rounds=10)
+
+
+def test_bf16_peak(record_external, tmp_path):
+    """The machine's bf16 arithmetic peak per instruction (bf16_peak.c: multiply-adds on registers
+    only, on every thread), the ceiling each GEMM path's rate is reported against."""
+    import platform
+    import shutil
+
+    if platform.machine() not in ("x86_64", "AMD64") or not shutil.which("gcc"):
+        pytest.skip("the peak loops are written for x86-64 and built with gcc")
+    if not {"amx", "avx512bf16"} & set(PATHS):
+        pytest.skip("neither AMX nor AVX512-BF16 can run here")
+    exe = tmp_path / "bf16_peak"
+    src = os.path.join(os.path.dirname(__file__), "bf16_peak.c")
+    subprocess.run(["gcc", "-O2", "-fopenmp", src, "-o", str(exe)], check=True, capture_output=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    for path, gflops in json.loads(out.stdout).items():
+        assert gflops > 0
+        record_external("gemm:peak", "register-only multiply-adds", f"{path} peak", 1.0, gflops * 1e9, "flops")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed")

@@ -44,11 +44,23 @@
 #include <arm_neon.h>
 #endif
 
+/* k per packed block (a multiple of every path's k step); AMX's blocking can be set apart
+ * (-DGEMM_AMX_KC, _NC, _MC) for tuning: KC 256 to 2048, NC 128 to 2048 and MC 128 to 512
+ * gave no gain at the mini shapes on Emerald Rapids, so its defaults are the others'. */
 #ifndef GEMM_KC
 #define GEMM_KC 256
 #endif
-enum { KC = GEMM_KC };
-_Static_assert(GEMM_KC % 32 == 0, "KC must be a multiple of every path's k step (32 for AMX)");     /* k per packed block (a multiple of every path's k step) */
+#ifndef GEMM_AMX_KC
+#define GEMM_AMX_KC 256
+#endif
+#ifndef GEMM_AMX_NC
+#define GEMM_AMX_NC 2048
+#endif
+#ifndef GEMM_AMX_MC
+#define GEMM_AMX_MC 128
+#endif
+enum { KC = GEMM_KC, AMX_KC = GEMM_AMX_KC, AMX_NC = GEMM_AMX_NC, AMX_MC = GEMM_AMX_MC };
+_Static_assert(GEMM_KC % 32 == 0 && GEMM_AMX_KC % 32 == 0, "KC must be a multiple of every path's k step (32 for AMX)");
 enum { NC = 2048 };         /* columns of B per packed panel */
 enum { MAX_TILE = 32 * 32 };
 
@@ -61,6 +73,8 @@ typedef struct {
     int kstep;      /* packed k is padded to a multiple of this: 1, 2 (pairs) or 32 (AMX) */
     int layout;     /* packed layout: WIDEN (fp32), PAIRS (bf16 pairs), AMX (tiles) */
     int mc;         /* rows of A per block (a multiple of mr) */
+    int kc;         /* k per packed block */
+    int nc;         /* columns of B per packed panel (a multiple of nr) */
     micro_kernel kernel;
     int avx2_pack;  /* interior WIDEN and PAIRS panels packed with AVX2 (paths that imply AVX2) */
 } gemm_path;
@@ -283,22 +297,22 @@ static void kernel_neon(int64_t kc, const void *pa_, const void *pb_, float *c, 
 #endif
 
 static const gemm_path PATHS[GEMM_N_PATHS] = {
-    [GEMM_SCALAR] = {"scalar", 4, 8, 1, WIDEN, 64, kernel_scalar},
+    [GEMM_SCALAR] = {"scalar", 4, 8, 1, WIDEN, 64, KC, NC, kernel_scalar},
 #ifdef HAVE_X86_GEMM
-    [GEMM_AVX2] = {"avx2", 6, 16, 1, WIDEN, 96, kernel_avx2, 1},
-    [GEMM_AVX512] = {"avx512", 8, 32, 1, WIDEN, 96, kernel_avx512, 1},
-    [GEMM_AVX512BF16] = {"avx512bf16", 8, 32, 2, PAIRS, 128, kernel_avx512bf16, 1},
-    [GEMM_AMX] = {"amx", 32, 32, 32, TILES, 128, kernel_amx},
+    [GEMM_AVX2] = {"avx2", 6, 16, 1, WIDEN, 96, KC, NC, kernel_avx2, 1},
+    [GEMM_AVX512] = {"avx512", 8, 32, 1, WIDEN, 96, KC, NC, kernel_avx512, 1},
+    [GEMM_AVX512BF16] = {"avx512bf16", 8, 32, 2, PAIRS, 128, KC, NC, kernel_avx512bf16, 1},
+    [GEMM_AMX] = {"amx", 32, 32, 32, TILES, AMX_MC, AMX_KC, AMX_NC, kernel_amx},
 #else
-    [GEMM_AVX2] = {"avx2", 0, 0, 0, 0, 0, NULL},
-    [GEMM_AVX512] = {"avx512", 0, 0, 0, 0, 0, NULL},
-    [GEMM_AVX512BF16] = {"avx512bf16", 0, 0, 0, 0, 0, NULL},
-    [GEMM_AMX] = {"amx", 0, 0, 0, 0, 0, NULL},
+    [GEMM_AVX2] = {"avx2", 0, 0, 0, 0, 0, 0, 0, NULL},
+    [GEMM_AVX512] = {"avx512", 0, 0, 0, 0, 0, 0, 0, NULL},
+    [GEMM_AVX512BF16] = {"avx512bf16", 0, 0, 0, 0, 0, 0, 0, NULL},
+    [GEMM_AMX] = {"amx", 0, 0, 0, 0, 0, 0, 0, NULL},
 #endif
 #ifdef HAVE_NEON_GEMM
-    [GEMM_NEON] = {"neon", 8, 8, 1, WIDEN, 96, kernel_neon},
+    [GEMM_NEON] = {"neon", 8, 8, 1, WIDEN, 96, KC, NC, kernel_neon},
 #else
-    [GEMM_NEON] = {"neon", 0, 0, 0, 0, 0, NULL},
+    [GEMM_NEON] = {"neon", 0, 0, 0, 0, 0, 0, 0, NULL},
 #endif
 };
 
@@ -642,9 +656,11 @@ int gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t sam, int64_t sak
     }
     const int nr = P->nr;
     const size_t es = packed_elem_bytes(P);
-    const int64_t nc_max = N < NC ? ((N + nr - 1) / nr) * nr : NC;
-    const int64_t kc_max = K < KC ? ((K + P->kstep - 1) / P->kstep) * P->kstep : KC;
-    const int64_t kblocks = (K + KC - 1) / KC;
+    const int64_t NCp = P->nc;
+    const int64_t nc_max = N < NCp ? ((N + nr - 1) / nr) * nr : NCp;
+    const int64_t KCp = P->kc;
+    const int64_t kc_max = K < KCp ? ((K + P->kstep - 1) / P->kstep) * P->kstep : KCp;
+    const int64_t kblocks = (K + KCp - 1) / KCp;
     const size_t block_bytes = ((size_t)kc_max * nc_max * es + 63) / 64 * 64;  /* one k block's B panel */
     const int whole_k = kblocks > 1 && block_bytes * (size_t)kblocks <= WHOLE_K_BYTES;
     const int64_t held = whole_k ? kblocks : 1;  /* k blocks of B packed at a time */
@@ -666,8 +682,8 @@ int gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t sam, int64_t sak
 #pragma omp atomic write
             failed = 1;
         }
-        for (int64_t jc = 0; jc < N; jc += NC) {
-            const int64_t nc = N - jc < NC ? N - jc : NC;
+        for (int64_t jc = 0; jc < N; jc += NCp) {
+            const int64_t nc = N - jc < NCp ? N - jc : NCp;
             const int64_t npanels = (nc + nr - 1) / nr;
             /* tasks: (block of mc rows, chunk of column panels) */
             const int64_t mblocks = (M + P->mc - 1) / P->mc;
@@ -680,7 +696,7 @@ int gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t sam, int64_t sak
 #pragma omp for collapse(2) schedule(static)
                 for (int64_t kb = kb0; kb < kb0 + held; kb++)
                     for (int64_t q = 0; q < npanels; q++) {
-                        const int64_t pc = kb * KC, kc = K - pc < KC ? K - pc : KC;
+                        const int64_t pc = kb * KCp, kc = K - pc < KCp ? K - pc : KCp;
                         const int64_t kcp = (kc + P->kstep - 1) / P->kstep * P->kstep;
                         pack_panel((char *)pb + (size_t)(kb - kb0) * block_bytes + (size_t)q * kcp * nr * es, P, nr,
                                    b, sbn, sbk, jc + q * nr, N, pc, K, kcp, 1);
@@ -693,7 +709,7 @@ int gemm_bf16(float *c, int64_t ldc, const uint16_t *a, int64_t sam, int64_t sak
                     const int64_t q0 = ch * per_chunk, q1 = q0 + per_chunk < npanels ? q0 + per_chunk : npanels;
                     if (q0 >= q1) continue;
                     for (int64_t kb = kb0; kb < kb0 + held; kb++) {
-                        const int64_t pc = kb * KC, kc = K - pc < KC ? K - pc : KC;
+                        const int64_t pc = kb * KCp, kc = K - pc < KCp ? K - pc : KCp;
                         const int64_t kcp = (kc + P->kstep - 1) / P->kstep * P->kstep;
                         run_block(P, pa, (const char *)pb + (size_t)(kb - kb0) * block_bytes, tile, c, ldc, a, sam,
                                   sak, M, N, K, i0, mc, jc, q0, q1, pc, kcp, accumulate || pc > 0);
