@@ -564,6 +564,26 @@ static void pack_panel(void *dst, const gemm_path *P, int w, const uint16_t *x, 
             for (int r = 0; r < w; r++)
                 d[p * w + r] = at(x, si, sk, i0 + r, k0 + 2 * p, ni, nk)
                                | (uint32_t)at(x, si, sk, i0 + r, k0 + 2 * p + 1, ni, nk) << 16;
+    } else if (interior && !is_b) {
+        uint16_t *d = dst;  /* A tiles, no edge: each (row, k block) a 64-byte copy when k is adjacent */
+        for (int64_t kb = 0; kb < kcp / 32; kb++)
+            for (int r = 0; r < w; r++) {
+                const uint16_t *s = x + (i0 + r) * si + (k0 + kb * 32) * sk;
+                uint16_t *o = d + kb * 1024 + r * 32;
+                if (sk == 1) memcpy(o, s, 64);
+                else for (int kk = 0; kk < 32; kk++) o[kk] = s[kk * sk];
+            }
+    } else if (interior) {
+        uint16_t *d = dst;  /* B tiles, no edge: (k 2p + h, column j) -> d[p * 64 + j * 2 + h] per k block */
+        for (int64_t kb = 0; kb < kcp / 32; kb++)
+            for (int p = 0; p < 16; p++) {
+                const uint16_t *lo = x + i0 * si + (k0 + kb * 32 + 2 * p) * sk, *hi = lo + sk;
+                uint16_t *o = d + kb * 1024 + p * 64;
+                for (int j = 0; j < w; j++) {
+                    o[2 * j] = lo[j * si];
+                    o[2 * j + 1] = hi[j * si];
+                }
+            }
     } else if (!is_b) {
         uint16_t *d = dst;  /* A tiles: per k block of 32, (32 rows, 32 k) */
         for (int64_t kb = 0; kb < kcp / 32; kb++)
