@@ -194,25 +194,22 @@ static inline void q8_block(int bf16w, float *pf, uint16_t *pw, uint8_t *m, uint
     }
 }
 
-/* Every block of a tensor (n,), float32 (pf) or bf16 (pw) weights; bf16w is a constant
- * at each call, so each kernel's loops are compiled for its weights alone. */
-__attribute__((always_inline))
-static inline void q8_update(int bf16w, float *pf, uint16_t *pw, uint8_t *m, uint8_t *v,
-                             float *m_absmax, float *v_absmax, const float *grads, int decay,
-                             float lr, float beta1, float beta2, float eps, float weight_decay,
-                             int64_t step, float grad_scale, uint64_t seed, int64_t offset, int64_t n) {
-    const adam_consts c = adam_setup(lr, beta1, beta2, eps, weight_decay, decay, step);
-    const uint64_t km = sr_key(seed, step, 0), kv = sr_key(seed, step, 1);
-    const uint64_t kw = sr_key(seed, step, SR_STREAM_WEIGHTS);
-    const int64_t nblocks = (n + Q8_BLOCK - 1) / Q8_BLOCK;
-    #pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < nblocks; b++) {
-        const int64_t lo = b * Q8_BLOCK, len = lo + Q8_BLOCK < n ? Q8_BLOCK : n - lo;
-        q8_block(bf16w, bf16w ? NULL : pf + lo, bf16w ? pw + lo : NULL, m + lo, v + lo,
-                 m_absmax + b, v_absmax + b, grads + lo, &c, grad_scale, km, kv, kw,
-                 (uint64_t)(offset + lo), len);
+/* Every block of a tensor (n,): Q8_UPDATE(BF16W, PF, PW) is the body of each public kernel,
+ * BF16W a literal, so that each kernel's parallel loop is outlined with its own weights'
+ * type and its block loops are compiled without a branch (a runtime flag shared by one
+ * outlined loop left the first loop unvectorized on AVX2, which cannot mask 16-bit stores). */
+#define Q8_UPDATE(BF16W, PF, PW)                                                                      \
+    const adam_consts c = adam_setup(lr, beta1, beta2, eps, weight_decay, decay, step);            \
+    const uint64_t km = sr_key(seed, step, 0), kv = sr_key(seed, step, 1);                         \
+    const uint64_t kw = sr_key(seed, step, SR_STREAM_WEIGHTS);                                     \
+    const int64_t nblocks = (n + Q8_BLOCK - 1) / Q8_BLOCK;                                         \
+    _Pragma("omp parallel for schedule(static)")                                                  \
+    for (int64_t b = 0; b < nblocks; b++) {                                                        \
+        const int64_t lo = b * Q8_BLOCK, len = lo + Q8_BLOCK < n ? Q8_BLOCK : n - lo;              \
+        q8_block(BF16W, BF16W ? NULL : (PF) + lo, BF16W ? (PW) + lo : NULL, m + lo, v + lo,        \
+                 m_absmax + b, v_absmax + b, grads + lo, &c, grad_scale, km, kv, kw,               \
+                 (uint64_t)(offset + lo), len);                                                    \
     }
-}
 
 /* As adamw_step, with m, v as 8-bit codes (n,) and per-block absmax scales
  * m_absmax, v_absmax (ceil(n / Q8_BLOCK),). The update uses the new moments
@@ -222,8 +219,8 @@ void adamw_step_q8(float *params, uint8_t *m, uint8_t *v, float *m_absmax, float
                    const float *grads, int decay,
                    float lr, float beta1, float beta2, float eps, float weight_decay,
                    int64_t step, float grad_scale, uint64_t seed, int64_t offset, int64_t n) {
-    q8_update(0, params, NULL, m, v, m_absmax, v_absmax, grads, decay, lr, beta1, beta2, eps,
-              weight_decay, step, grad_scale, seed, offset, n);
+    uint16_t *const no_bf16 = NULL;
+    Q8_UPDATE(0, params, no_bf16)
 }
 
 /* As adamw_step_q8 with the weights stored as bf16 (n,) bits: decoded, updated
@@ -234,8 +231,8 @@ void adamw_step_q8_bf16w(uint16_t *params, uint8_t *m, uint8_t *v, float *m_absm
                          const float *grads, int decay,
                          float lr, float beta1, float beta2, float eps, float weight_decay,
                          int64_t step, float grad_scale, uint64_t seed, int64_t offset, int64_t n) {
-    q8_update(1, NULL, params, m, v, m_absmax, v_absmax, grads, decay, lr, beta1, beta2, eps,
-              weight_decay, step, grad_scale, seed, offset, n);
+    float *const no_f32 = NULL;
+    Q8_UPDATE(1, no_f32, params)
 }
 
 /* ---- bf16 weights ----
