@@ -63,8 +63,25 @@ uint64_t sr_key(uint64_t seed, int64_t step, int stream) {
     return mix64(mix64(mix64(seed) + (uint64_t)step) + (uint64_t)stream);
 }
 
+/* The element's bits from 32-bit arithmetic only (AVX2 has no 64-bit multiply): the index's
+ * two halves folded into one word (a bijection of the low half for a given high half), the
+ * stream's key (already mixed by sr_key) added, then lowbias32, C. Wellons' 32-bit integer
+ * hash (a bijection with near-ideal avalanche). For a given element the bits are uniform
+ * over the keys; elements and streams get unrelated bits. */
+static inline uint32_t mix32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7FEB352Du;
+    x ^= x >> 15;
+    x *= 0x846CA68Bu;
+    return x ^ (x >> 16);
+}
+
+static inline uint32_t sr_index_word(uint32_t lo, uint32_t hi) { return lo * 0x9E3779B9u + hi * 0x85EBCA77u; }
+
+static inline uint32_t sr_mix(uint64_t key, uint32_t word) { return mix32(word + (uint32_t)(key >> 32)); }
+
 static inline uint32_t sr_bits(uint64_t key, uint64_t index) {
-    return (uint32_t)(mix64(key + index * 0x9E3779B97F4A7C15ull) >> 32);
+    return sr_mix(key, sr_index_word((uint32_t)index, (uint32_t)(index >> 32)));
 }
 
 static inline float f32_of(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
@@ -124,9 +141,10 @@ void adamw_step_bf16(float *params, uint16_t *m, uint16_t *v,
         float g = grads[i] * grad_scale;
         float mi = c.beta1 * bf16_decode(m[i]) + c.one_m_b1 * g;
         float vi = c.beta2 * bf16_decode(v[i]) + c.one_m_b2 * (g * g);
-        uint64_t idx = (uint64_t)(offset + i);
-        m[i] = bf16_round_sr(mi, sr_bits(km, idx));
-        v[i] = bf16_round_sr(vi, sr_bits(kv, idx));
+        const uint64_t idx = (uint64_t)(offset + i);
+        const uint32_t word = sr_index_word((uint32_t)idx, (uint32_t)(idx >> 32));
+        m[i] = bf16_round_sr(mi, sr_mix(km, word));
+        v[i] = bf16_round_sr(vi, sr_mix(kv, word));
         params[i] = adam_param(params[i], mi, vi, &c);
     }
 }
@@ -158,6 +176,9 @@ static inline void q8_block(int bf16w, float *pf, uint16_t *pw, uint8_t *m, uint
                             uint64_t idx0, int64_t len) {
     float mb[Q8_BLOCK], vb[Q8_BLOCK];  /* the block's new moments */
     const float sm = *m_absmax, sv = *v_absmax;
+    /* element j's index idx0 + j in 32-bit halves (the high half carried), so the loops
+     * below hash in 32-bit lanes */
+    const uint32_t lo0 = (uint32_t)idx0, hi0 = (uint32_t)(idx0 >> 32);
     for (int64_t j = 0; j < len; j++) {
         float g = grads[j] * grad_scale;
         float mi = c->beta1 * (q8_m_value(m[j]) * sm) + c->one_m_b1 * g;
@@ -166,7 +187,8 @@ static inline void q8_block(int bf16w, float *pf, uint16_t *pw, uint8_t *m, uint
         vb[j] = vi;
         if (bf16w) {
             float p = adam_param(bf16_decode(pw[j]), mi, vi, c);
-            pw[j] = bf16_round_sr(p, sr_bits(kw, idx0 + (uint64_t)j));
+            const uint32_t lo = lo0 + (uint32_t)j, hi = hi0 + (uint32_t)(lo < lo0);
+            pw[j] = bf16_round_sr(p, sr_mix(kw, sr_index_word(lo, hi)));
         } else {
             pf[j] = adam_param(pf[j], mi, vi, c);
         }
@@ -184,13 +206,14 @@ static inline void q8_block(int bf16w, float *pf, uint16_t *pw, uint8_t *m, uint
     *v_absmax = av;
     const float rm = am > 0.0f ? 1.0f / am : 0.0f, rv = av > 0.0f ? 1.0f / av : 0.0f;
     for (int64_t j = 0; j < len; j++) {
-        uint64_t idx = idx0 + (uint64_t)j;
+        const uint32_t lo = lo0 + (uint32_t)j, hi = hi0 + (uint32_t)(lo < lo0);
+        const uint32_t word = sr_index_word(lo, hi);
         float um = fabsf(mb[j]) * rm, uv = vb[j] * rv;
         um = um < 1.0f ? um : 1.0f;  /* as fminf(u, 1) */
         uv = uv < 1.0f ? uv : 1.0f;
-        uint32_t cm = q8_encode(um, Q8_M_EMIN, Q8_M_MB, sr_bits(km, idx), 0);
+        uint32_t cm = q8_encode(um, Q8_M_EMIN, Q8_M_MB, sr_mix(km, word), 0);
         m[j] = (uint8_t)(cm | ((uint32_t)(mb[j] < 0.0f) & (uint32_t)(cm != 0)) << 7);
-        v[j] = (uint8_t)q8_encode(uv, Q8_V_EMIN, Q8_V_MB, sr_bits(kv, idx), 1);
+        v[j] = (uint8_t)q8_encode(uv, Q8_V_EMIN, Q8_V_MB, sr_mix(kv, word), 1);
     }
 }
 

@@ -156,8 +156,16 @@ def test_optimizer_updates_bf16_weights_as_the_reference(rng, state):
             ref.f32_to_bf16_sr(expect, p64.astype(np.float32), 5, 2, sl.offset)
             got = m.stored(sl.name)
             diff = np.abs(got.astype(np.int32) - expect.astype(np.int32))
-            # float32 vs float64 arithmetic may put a value on the other side of a rounding threshold
-            assert diff.max() <= 1 and np.count_nonzero(diff) <= max(2, sl.size // 200), (name, sl.name)
+            # float32 vs float64 arithmetic may put a value on the other side of a rounding
+            # threshold: one bf16 step. Where the update nearly cancels the weight, the float32
+            # rounding of the operands (a few ulps of |p|) is many bf16 steps of the tiny result:
+            # there the values agree within those ulps and one bf16 step.
+            far = np.nonzero(diff > 1)[0]
+            p_old = np.abs(ref.bf16_decode(before[sl.name].ravel()[far]))
+            step_at = np.abs(ref.bf16_decode(expect[far] + np.uint16(1)) - ref.bf16_decode(expect[far]))
+            gap = np.abs(ref.bf16_decode(got.ravel()[far]) - ref.bf16_decode(expect[far]))
+            assert np.all(gap <= step_at + 4 * np.spacing(p_old.astype(np.float32))), (name, sl.name, far)
+            assert np.count_nonzero(diff) <= max(2, sl.size // 200), (name, sl.name)
             assert not np.array_equal(got, before[sl.name])
 
 

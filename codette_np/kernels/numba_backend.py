@@ -836,15 +836,23 @@ def _adam_param(p, mi, vi, lr32, lr_wd, bc1, bc2, eps32):
 
 
 @_jit()
-def _mix64(z):
-    z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
-    return z ^ (z >> _U64(31))
+def _mix32(x):
+    """lowbias32 on a uint64 holding a 32-bit value (products masked to 32 bits)."""
+    m = _U64(0xFFFFFFFF)
+    x = x ^ (x >> _U64(16))
+    x = (x * _U64(0x7FEB352D)) & m
+    x = x ^ (x >> _U64(15))
+    x = (x * _U64(0x846CA68B)) & m
+    return x ^ (x >> _U64(16))
 
 
 @_jit()
 def _sr_bits(key, index):
-    return np.uint32(_mix64(key + _U64(index) * _U64(0x9E3779B97F4A7C15)) >> _U64(32))
+    """ref.sr_bits for one index."""
+    m = _U64(0xFFFFFFFF)
+    i = _U64(index)
+    word = ((i & m) * _U64(0x9E3779B9) + (i >> _U64(32)) * _U64(0x85EBCA77)) & m
+    return np.uint32(_mix32((word + (key >> _U64(32))) & m))
 
 
 @_jit()

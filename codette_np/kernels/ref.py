@@ -293,11 +293,28 @@ def sr_key(seed: int, step: int, stream: int) -> int:
     return _mix64((_mix64((_mix64(seed & _M64) + step) & _M64) + stream) & _M64)
 
 
+_M32 = np.uint32(0xFFFFFFFF)
+
+
+def _mix32(x: np.ndarray) -> np.ndarray:
+    """lowbias32 (C. Wellons' 32-bit integer hash) on uint32 arrays (wrapping)."""
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
 def sr_bits(key: int, index: np.ndarray) -> np.ndarray:
-    """uint32 random bits of each flat-buffer index (int64 array)."""
+    """uint32 random bits of each flat-buffer index (int64 array): the index's two 32-bit
+    halves folded into one word, the key's high half added, then _mix32 (32-bit arithmetic
+    only, so the C kernels hash in 32-bit SIMD lanes)."""
     with np.errstate(over="ignore"):
-        z = np.uint64(key) + index.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        return (_mix64(z) >> np.uint64(32)).astype(np.uint32)
+        idx = np.asarray(index).astype(np.uint64)
+        lo = (idx & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        hi = (idx >> np.uint64(32)).astype(np.uint32)
+        word = lo * np.uint32(0x9E3779B9) + hi * np.uint32(0x85EBCA77)
+        return _mix32(word + np.uint32((key >> 32) & 0xFFFFFFFF))
 
 
 def bf16_decode(h: np.ndarray) -> np.ndarray:
