@@ -293,9 +293,6 @@ def sr_key(seed: int, step: int, stream: int) -> int:
     return _mix64((_mix64((_mix64(seed & _M64) + step) & _M64) + stream) & _M64)
 
 
-_M32 = np.uint32(0xFFFFFFFF)
-
-
 def _mix32(x: np.ndarray) -> np.ndarray:
     """lowbias32 (C. Wellons' 32-bit integer hash) on uint32 arrays (wrapping)."""
     x = x ^ (x >> np.uint32(16))
