@@ -27,6 +27,9 @@ A process started without mpiexec (or with one rank) gets `World()`, of size
 from __future__ import annotations
 
 import os
+import socket
+import sys
+import threading
 import time
 
 import numpy as np
@@ -112,6 +115,19 @@ class World:
         while not req.Test():
             time.sleep(poll)
 
+    def start_watchdog(self, timeout: float, every: float | None = None):
+        """End the job if a rank falls silent for `timeout` seconds (stopped, hung, or cut off
+        from the others): `Watchdog`. Nothing with one rank or timeout 0."""
+        if self.comm is not None and timeout > 0:
+            self.watchdog = Watchdog(self, timeout, every)
+
+    def stop_watchdog(self):
+        """Stop this rank's watchdog (every rank does, at the same point: the end of the run)."""
+        dog = getattr(self, "watchdog", None)
+        if dog is not None:
+            dog.stop()
+            self.watchdog = None
+
     def abort(self, code: int = 1):
         """End the whole job (MPI_Abort), after a moment for the launcher to forward what this
         rank wrote to stderr (an abort may drop output still in flight)."""
@@ -161,6 +177,80 @@ class World:
         counts = self.comm.allgather(length)
         start = sum(counts[:self.rank])
         return start, start + counts[self.rank]
+
+
+HEARTBEAT_TAG = 0x7EA7  # on the watchdog's own communicator
+
+
+class Watchdog:
+    """A thread on each rank that ends the job when another rank falls silent. Rank 0 hears
+    every rank and every rank hears rank 0 (a star: 2 (R - 1) small messages per beat): each
+    sends a heartbeat every `every` seconds (timeout / 10, at most 2 s) on a duplicate of the
+    communicator, so beats never mix with the training's messages, and checks what it
+    received. A rank not heard from for `timeout` seconds (stopped, hung in the operating
+    system, or cut off by the network: MPI's own collectives would wait for it forever) is
+    named, with its pid and host, and the job ends (MPI_Abort). The beats come from a thread
+    of their own, so a rank busy in a long product, an evaluation or a checkpoint still
+    beats (the kernels and numpy release the GIL). If this rank's own thread was held up for
+    more than half the timeout (the machine suspended, say), its peers get the time again
+    before they are judged. Needs MPI_THREAD_MULTIPLE (mpi4py's default); else it is off,
+    and says so."""
+
+    def __init__(self, world: World, timeout: float, every: float | None = None):
+        from mpi4py import MPI
+
+        self.timeout = float(timeout)
+        self.every = float(every) if every else min(2.0, self.timeout / 10)
+        self.rank, self.size = world.rank, world.size
+        self.names = world.comm.allgather(f"pid {os.getpid()} on {socket.gethostname()}")
+        self.active = MPI.Query_thread() >= MPI.THREAD_MULTIPLE
+        if not self.active:
+            print(f"warning: rank {self.rank}: MPI gives no MPI_THREAD_MULTIPLE, so a silent rank is "
+                  f"left to MPI's own timeouts", file=sys.stderr)
+            return
+        self.comm = world.comm.Dup()
+        self.peers = list(range(1, self.size)) if self.rank == 0 else [0]
+        self._beat = np.zeros(1, np.int64)  # (1,): the message (its content is not read)
+        self._inbox = {p: np.zeros(1, np.int64) for p in self.peers}
+        self._recv = {p: self.comm.Irecv(self._inbox[p], source=p, tag=HEARTBEAT_TAG) for p in self.peers}
+        self._sends = []
+        self._heard = {p: time.monotonic() for p in self.peers}
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="codette-watchdog", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        last = time.monotonic()
+        while not self._halt.wait(self.every):
+            now = time.monotonic()
+            if now - last > self.timeout / 2:  # this thread itself was held up: no judging on that
+                self._heard = {p: now for p in self.peers}
+            last = now
+            self._sends = [r for r in self._sends if not r.Test()]
+            for p in self.peers:
+                self._sends.append(self.comm.Isend(self._beat, dest=p, tag=HEARTBEAT_TAG))
+            for p in self.peers:
+                while self._recv[p].Test():  # every beat that has arrived
+                    self._heard[p] = now
+                    self._recv[p] = self.comm.Irecv(self._inbox[p], source=p, tag=HEARTBEAT_TAG)
+                silent = now - self._heard[p]
+                if silent > self.timeout:
+                    print(f"error: rank {self.rank} of {self.size}: no word from rank {p} ({self.names[p]}) "
+                          f"for {silent:.0f} s (--rank-timeout {self.timeout:g}): it has stopped or cannot "
+                          f"be reached; ending the job", file=sys.stderr, flush=True)
+                    time.sleep(0.5)  # (as World.abort: let the launcher forward the message)
+                    self.comm.Abort(1)
+
+    def stop(self):
+        if not self.active:
+            return
+        self._halt.set()
+        self._thread.join()
+        for r in self._recv.values():
+            r.Cancel()
+            r.Wait()
+        self._recv = {}
+        self.active = False
 
 
 GATHER_CHUNK_BYTES = int(os.environ.get("CODETTE_GATHER_CHUNK_BYTES", 32 * 2**20))  # (smaller in the tests)

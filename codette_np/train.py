@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=positive_int, default=None,
                     help="threads for the kernels and BLAS (default: all cores; more than the cores "
                          "is capped at the cores)")
+    ap.add_argument("--rank-timeout", type=nonneg_float, default=60.0, metavar="SECONDS",
+                    help="under mpiexec: end the job, naming the rank, when a rank has not been heard "
+                         "from for this long (stopped, hung, or cut off from the others); 0 leaves it "
+                         "to MPI (default 60)")
     ap.add_argument("--backend", choices=["c", "numba", "numpy"], default=None,
                     help="kernel backend (default: CODETTE_BACKEND or the best available)")
     ap.add_argument("--export-dtype", default="f16", choices=["none", "f32", "f16", "bf16", "q8_0", "q4_0"],
@@ -300,6 +304,7 @@ def main(argv=None):
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    world.start_watchdog(args.rank_timeout)  # a silent rank ends the job, never a hang
     where = f"rank {world.rank} of {world.size}: " if world.size > 1 else ""
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -326,6 +331,7 @@ def main(argv=None):
             world.abort(1)
         raise
     finally:  # the loop's Ctrl-C / SIGTERM handlers end with the run
+        world.stop_watchdog()
         for sig, h in handlers.items():
             signal.signal(sig, h)
 

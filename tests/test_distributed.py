@@ -201,6 +201,42 @@ def test_a_killed_rank_ends_the_job(tmp_path):
 
 
 @need_mpi
+@pytest.mark.parametrize("silent", [1, 0])
+def test_a_silent_rank_ends_the_job_with_its_name(tmp_path, silent):
+    """A rank that stops answering (SIGSTOP: as a hung machine or a cut link looks to the
+    others) ends the job within --rank-timeout and a beat, named with its pid; the others
+    would otherwise wait in their collectives forever."""
+    out = tmp_path / "s"
+    p = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "codette_np.train", *ARGS,
+                          "--max-steps", "100000", "--rank-timeout", "4", "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV, cwd=ROOT)
+    pid = None
+    try:
+        deadline = time.time() + 120
+        while not (out / "metrics.jsonl").is_file() or not (out / "metrics.jsonl").read_text():
+            assert time.time() < deadline and p.poll() is None, "the job did not start training"
+            time.sleep(0.5)
+        log = (out / "train.log").read_text()
+        pid = int(log.split(f"rank {silent}: pid ")[1].split()[0])  # rank 0 logs every rank's pid
+        os.kill(pid, signal.SIGSTOP)
+        t0 = time.time()
+        text, _ = p.communicate(timeout=60)
+        took = time.time() - t0
+        print(f"\njob ended {took:.1f} s after rank {silent} was stopped, exit {p.returncode}")
+    finally:
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode != 0
+    assert f"no word from rank {silent} (pid {pid} on " in text and "ending the job" in text, text[-2000:]
+    assert took < 4 + 20, took  # the timeout, a beat, the abort's half second and the launcher's cleanup
+
+
+@need_mpi
 @pytest.mark.parametrize("memory", ["fp32", "lean"])
 def test_a_diverging_run_stops_on_every_rank(tmp_path, memory):
     """Five non-finite steps in a row end the run with its message, on 2 ranks as on one (the
