@@ -179,37 +179,40 @@ class World:
         return start, start + counts[self.rank]
 
 
-HEARTBEAT_TAG = 0x7EA7  # on the watchdog's own communicator
+HEARTBEAT_TAG, HELLO_TAG = 0x7EA7, 0x7EA8  # the watchdog's point-to-point messages (training uses
+# only collectives, which never match point-to-point messages)
+NAME_BYTES = 256  # a rank's "pid P on HOST", as sent in the start-up handshake
 
 
 class Watchdog:
     """A thread on each rank that ends the job when another rank falls silent. Rank 0 hears
-    every rank and every rank hears rank 0 (a star: 2 (R - 1) small messages per beat): each
-    sends a heartbeat every `every` seconds (timeout / 10, at most 2 s) on a duplicate of the
-    communicator, so beats never mix with the training's messages, and checks what it
-    received. A rank not heard from for `timeout` seconds (stopped, hung in the operating
-    system, or cut off by the network: MPI's own collectives would wait for it forever) is
-    named, with its pid and host, and the job ends (MPI_Abort). The beats come from a thread
-    of their own, so a rank busy in a long product, an evaluation or a checkpoint still
-    beats (the kernels and numpy release the GIL). If this rank's own thread was held up for
-    more than half the timeout (the machine suspended, say), its peers get the time again
-    before they are judged. Needs MPI_THREAD_MULTIPLE (mpi4py's default); else it is off,
-    and says so."""
+    every rank and every rank hears rank 0 (a star: 2 (R - 1) small messages per beat).
+
+    At start-up the ranks shake hands: each sends rank 0 its pid and host and receives the
+    table of all; a rank that does not answer within `timeout` seconds (it cannot be reached,
+    or never started the engine) is named and the job ends. Then each rank sends a heartbeat
+    every `every` seconds (timeout / 10, at most 2 s) and checks what it received. A rank not
+    heard from for `timeout` seconds (stopped, hung in the operating system, or cut off by
+    the network: MPI's collectives would wait for it forever) is named, with its pid and
+    host, and the job ends (MPI_Abort). The beats come from a thread of their own, so a rank
+    busy in a long product, an evaluation or a checkpoint still beats (the kernels and numpy
+    release the GIL). If this rank's own thread was held up for more than half the timeout
+    (the machine suspended, say), its peers get the time again before they are judged.
+    Needs MPI_THREAD_MULTIPLE (mpi4py's default); else it is off, and says so."""
 
     def __init__(self, world: World, timeout: float, every: float | None = None):
         from mpi4py import MPI
 
         self.timeout = float(timeout)
         self.every = float(every) if every else min(2.0, self.timeout / 10)
-        self.rank, self.size = world.rank, world.size
-        self.names = world.comm.allgather(f"pid {os.getpid()} on {socket.gethostname()}")
+        self.comm, self.rank, self.size = world.comm, world.rank, world.size
+        self.peers = list(range(1, self.size)) if self.rank == 0 else [0]
+        self.names = self._handshake()
         self.active = MPI.Query_thread() >= MPI.THREAD_MULTIPLE
         if not self.active:
             print(f"warning: rank {self.rank}: MPI gives no MPI_THREAD_MULTIPLE, so a silent rank is "
                   f"left to MPI's own timeouts", file=sys.stderr)
             return
-        self.comm = world.comm.Dup()
-        self.peers = list(range(1, self.size)) if self.rank == 0 else [0]
         self._beat = np.zeros(1, np.int64)  # (1,): the message (its content is not read)
         self._inbox = {p: np.zeros(1, np.int64) for p in self.peers}
         self._recv = {p: self.comm.Irecv(self._inbox[p], source=p, tag=HEARTBEAT_TAG) for p in self.peers}
@@ -218,6 +221,38 @@ class Watchdog:
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name="codette-watchdog", daemon=True)
         self._thread.start()
+
+    def _handshake(self) -> list[str]:
+        """Every rank's "pid P on HOST" (R,), exchanged through rank 0 within the timeout."""
+        me = f"pid {os.getpid()} on {socket.gethostname()}".encode()[:NAME_BYTES]
+        table = np.zeros((self.size, NAME_BYTES), np.uint8)  # (R, NAME_BYTES): row r is rank r's name
+        table[self.rank, :len(me)] = np.frombuffer(me, np.uint8)
+        if self.rank == 0:
+            reqs = {p: self.comm.Irecv(table[p], source=p, tag=HELLO_TAG) for p in self.peers}
+            self._wait(reqs, "at start-up")
+            self._wait({p: self.comm.Isend(table, dest=p, tag=HELLO_TAG) for p in self.peers}, "at start-up")
+        else:
+            self._wait({0: self.comm.Isend(table[self.rank], dest=0, tag=HELLO_TAG)}, "at start-up")
+            self._wait({0: self.comm.Irecv(table, source=0, tag=HELLO_TAG)}, "at start-up")
+        return [bytes(row).rstrip(b"\0").decode(errors="replace") for row in table]
+
+    def _wait(self, requests: dict, when: str):
+        """Wait for the requests (peer -> request) for at most the timeout, then name the silent."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            silent = [p for p, r in requests.items() if not r.Test()]
+            if not silent:
+                return
+            if time.monotonic() > deadline:
+                names = ", ".join(f"rank {p}" for p in silent)
+                self._end(f"no answer from {names} {when} within {self.timeout:g} s (--rank-timeout): "
+                          f"it cannot be reached or did not start")
+            time.sleep(0.01)
+
+    def _end(self, why: str):
+        print(f"error: rank {self.rank} of {self.size}: {why}; ending the job", file=sys.stderr, flush=True)
+        time.sleep(0.5)  # (as World.abort: let the launcher forward the message)
+        self.comm.Abort(1)
 
     def _run(self):
         last = time.monotonic()
@@ -235,11 +270,8 @@ class Watchdog:
                     self._recv[p] = self.comm.Irecv(self._inbox[p], source=p, tag=HEARTBEAT_TAG)
                 silent = now - self._heard[p]
                 if silent > self.timeout:
-                    print(f"error: rank {self.rank} of {self.size}: no word from rank {p} ({self.names[p]}) "
-                          f"for {silent:.0f} s (--rank-timeout {self.timeout:g}): it has stopped or cannot "
-                          f"be reached; ending the job", file=sys.stderr, flush=True)
-                    time.sleep(0.5)  # (as World.abort: let the launcher forward the message)
-                    self.comm.Abort(1)
+                    self._end(f"no word from rank {p} ({self.names[p]}) for {silent:.0f} s "
+                              f"(--rank-timeout {self.timeout:g}): it has stopped or cannot be reached")
 
     def stop(self):
         if not self.active:

@@ -237,6 +237,22 @@ def test_a_silent_rank_ends_the_job_with_its_name(tmp_path, silent):
 
 
 @need_mpi
+def test_a_rank_that_never_answers_ends_the_job_at_start_up(tmp_path):
+    """Rank 1 is an MPI process that never speaks to the engine (as a rank that cannot reach
+    rank 0 looks to it): rank 0 names it and ends the job within --rank-timeout."""
+    silent = [sys.executable, "-c", "from mpi4py import MPI; import time; time.sleep(120)"]
+    t0 = time.time()
+    r = subprocess.run([MPIEXEC, "-n", "1", sys.executable, "-m", "codette_np.train", *ARGS, "--max-steps", "5",
+                        "--rank-timeout", "4", "--out", str(tmp_path / "u"), ":", "-n", "1", *silent],
+                       capture_output=True, text=True, timeout=90, env=ENV, cwd=ROOT)
+    took = time.time() - t0
+    text = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "error: rank 0 of 2: no answer from rank 1 at start-up within 4 s" in text, text[-2000:]
+    assert took < 4 + 30, took  # start-up, the timeout and the launcher's cleanup
+
+
+@need_mpi
 @pytest.mark.parametrize("memory", ["fp32", "lean"])
 def test_a_diverging_run_stops_on_every_rank(tmp_path, memory):
     """Five non-finite steps in a row end the run with its message, on 2 ranks as on one (the
