@@ -24,10 +24,10 @@ $(VENV)/.installed-test: $(VENV)/.installed tests/install_llama_cpp.py
 	touch $@
 
 # train: generate the built-in data (8000 examples, three quarters tool use), train a tokenizer and the
-# micro model (850 steps of 8 x 256 tokens), evaluate, export GGUF
+# tiny model (3300 steps of 8 x 256 tokens), evaluate, export GGUF
 train: install
-	$(VPY) -m codette_np.train --size micro --batch-size 8 --max-steps 850 --lr 3e-3 --eval-every 850 \
-		--samples 8000 --mix perspectives=0.1,tools=0.75,consciousness=0.1,mixed=0.05 --out runs/micro
+	$(VPY) -m codette_np.train --size tiny --batch-size 8 --max-steps 3300 --lr 3e-3 --eval-every 3300 \
+		--samples 8000 --mix perspectives=0.1,tools=0.75,consciousness=0.1,mixed=0.05 --out runs/tiny
 
 # test: the whole test suite
 test: install-test

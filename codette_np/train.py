@@ -39,6 +39,7 @@ from codette_np.argtypes import (Parser, int_at_least, nonempty, nonneg_float, n
 # Per-size defaults: batch size, sequence length, peak learning rate.
 SIZE_DEFAULTS = {
     "nano": dict(batch_size=8, seq_len=128, lr=3e-3),
+    "tiny": dict(batch_size=8, seq_len=256, lr=3e-3),
     "micro": dict(batch_size=16, seq_len=256, lr=2e-3),
     "mini": dict(batch_size=8, seq_len=512, lr=1e-3),
     "small": dict(batch_size=4, seq_len=1024, lr=3e-4),

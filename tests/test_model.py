@@ -186,8 +186,9 @@ def test_promised_sizes_within_5_percent(name):
 
 
 def test_small_presets_sizes():
-    n = {k: ModelConfig.preset(k).n_params for k in ("nano", "micro", "mini")}
+    n = {k: ModelConfig.preset(k).n_params for k in ("nano", "tiny", "micro", "mini")}
     assert n["nano"] < 1_000_000
+    assert 1e6 <= n["tiny"] <= 2e6
     assert 5e6 <= n["micro"] <= 15e6
     assert 30e6 <= n["mini"] <= 60e6
 
@@ -259,7 +260,7 @@ def test_int64_tokens_accepted():
 
 
 def test_presets_registry():
-    assert set(PRESETS) == {"nano", "micro", "mini", "small", "medium", "large"}
+    assert set(PRESETS) == {"nano", "tiny", "micro", "mini", "small", "medium", "large"}
     assert ModelConfig.preset("medium").head_dim == 80
 
 

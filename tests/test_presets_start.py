@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("size", ["nano", "micro", "mini"])
+@pytest.mark.parametrize("size", ["nano", "tiny", "micro", "mini"])
 def test_preset_starts_with_the_builtin_data(tmp_path, size):
     out = tmp_path / size
     # two held-out tool requests keep the final evaluation short; everything else is the default

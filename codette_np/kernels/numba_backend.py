@@ -64,13 +64,15 @@ def _jit(parallel=False):
 
     error_model="numpy": a float division by zero gives inf/nan as in NumPy
     instead of raising, which also lets LLVM vectorize loops that divide.
+    nogil: the kernels touch arrays only, so other threads (the MPI watchdog's
+    heartbeat) run while they do.
     """
 
     def deco(fn):
         try:
-            return njit(cache=True, parallel=parallel, error_model="numpy")(fn)
+            return njit(cache=True, parallel=parallel, error_model="numpy", nogil=True)(fn)
         except RuntimeError:  # "cannot cache function ...: no locator available"
-            return njit(cache=False, parallel=parallel, error_model="numpy")(fn)
+            return njit(cache=False, parallel=parallel, error_model="numpy", nogil=True)(fn)
 
     return deco
 
