@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = Parser(prog="python -m codette_np.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="micro", choices=list(SIZE_DEFAULTS),
-                    help="model preset (default micro): nano ~0.1M params (tests), micro ~5.8M, "
+                    help="model preset (default micro): nano ~0.1M params (tests), tiny ~1.3M (make train), micro ~5.8M, "
                          "mini ~34M, small ~1.3B, medium ~2.7B, large ~5.3B")
     ap.add_argument("--data", nargs="+", metavar="FILE",
                     help=".jsonl (a 'text' field, optional 'category') or .txt files to train on")
