@@ -333,7 +333,7 @@ def main(argv=None) -> int:
         same = sum(a["text"] == b["text"] for a, b in zip(res["calls"], engine["calls"]))
         print(f"  generated calls identical to the engine's: {same} of {len(engine['calls'])}")
         print("  requests that differ: " + ", ".join(
-            f"{k} {abs(sum(bool(r[k]) for r in res['calls']) - sum(bool(r[k]) for r in engine['calls']))}"
+            f"{k} {sum(bool(r[k]) != bool(e[k]) for r, e in zip(res['calls'], engine['calls']))}"
             for k in TOOL_METRICS))
     return 0
 

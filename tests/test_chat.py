@@ -136,7 +136,7 @@ def test_refused_and_malformed_calls_are_shown_and_the_chat_goes_on(ws):
 
 
 def test_the_chat_command_runs_a_conversation(tmp_path):
-    """The real command on a tiny trained run, with piped input: starts, answers, ends on EOF."""
+    """The real command on a tiny trained run, with piped input: starts, answers, ends on /quit."""
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     run = tmp_path / "run"
@@ -149,6 +149,8 @@ def test_the_chat_command_runs_a_conversation(tmp_path):
     for ckpt in (run, next(run.glob("*.gguf"))):
         r = subprocess.run([sys.executable, "-m", "codette_np.chat", "--checkpoint", str(ckpt), "--workspace",
                             str(tmp_path / "ws"), "--max-new-tokens", "8"], cwd=root, env=env,
-                           input="hello <|end|> there\n", capture_output=True, text=True, timeout=300)
+                           input="hello <|end|> there\n/quit\nnever read\n", capture_output=True, text=True,
+                           timeout=300)
         assert r.returncode == 0, r.stderr
-        assert "workspace" in r.stdout and "codette> " in r.stdout and "Traceback" not in r.stderr
+        assert "workspace" in r.stdout and "Traceback" not in r.stderr
+        assert r.stdout.count("codette> ") == 1  # /quit ended the chat before the third line

@@ -1,14 +1,14 @@
 """A conversation with a trained model that executes its tool calls, confined.
 
-    python -m codette_np.chat --checkpoint runs/micro [--workspace DIR] [--allow-python]
-    python -m codette_np.chat --checkpoint runs/micro/codette-micro-f16.gguf
+    python -m codette_np.chat --checkpoint runs/tiny [--workspace DIR] [--allow-python]
+    python -m codette_np.chat --checkpoint runs/tiny/codette-tiny-f16.gguf
 
-Type a message and press Enter; an empty line or Ctrl-D ends the chat. When
-the model answers with a `tool_use` call, the chat shows the call, runs it
-(codette_np.chat.sandbox: file tools only inside the workspace, Python only
-with --allow-python and then in a confined process, the web, knowledge-base
-and API tools from the offline fact table), shows the result, feeds it back
-as the tool turn and lets the model answer. A malformed or refused call is
+Type a message and press Enter; an empty line, /quit, /exit or Ctrl-D ends
+the chat. When the model answers with a `tool_use` call, the chat shows the
+call, runs it (codette_np.chat.sandbox: file tools only inside the
+workspace, Python only with --allow-python and then in a confined process,
+the web, knowledge-base and API tools from the offline fact table), shows
+the result, feeds it back as the tool turn and lets the model answer. A malformed or refused call is
 shown as such and the conversation goes on. The workspace defaults to a new
 temporary folder, printed at the start.
 """
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"codette chat: {model.n_params:,} parameters; workspace {ws.root}; Python "
-          f"{'allowed (confined)' if a.allow_python else 'off'}. Empty line or Ctrl-D to end.", flush=True)
+          f"{'allowed (confined)' if a.allow_python else 'off'}. Empty line, /quit or Ctrl-D to end.", flush=True)
     session = Chat(model, tok, ws, a.allow_python, a.max_new_tokens, say=lambda m: print(m, flush=True))
     while True:
         try:
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
         except (EOFError, KeyboardInterrupt):
             print()
             return 0
-        if not line.strip():
+        if not line.strip() or line.strip().lower() in ("/quit", "/exit"):
             return 0
         try:
             print(f"codette> {session.reply(line)}", flush=True)
